@@ -1,0 +1,1 @@
+"""Headstart's common library: specs, storage, images, datasets, models, reports."""
