@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
@@ -51,7 +52,7 @@ class Store(ABC):
 
     def child(self, prefix: str) -> "Store":
         """A store rooted at ``prefix`` below this one."""
-        return open_store(join(self.uri, prefix))
+        return open_store(join(self.uri, _check_key(prefix)))
 
     def read_text(self, key: str) -> str:
         return self.read_bytes(key).decode("utf-8")
@@ -95,6 +96,13 @@ def is_remote(uri: str) -> bool:
     return urlparse(str(uri)).scheme == "s3"
 
 
+def _check_key(key: str) -> str:
+    """Reject keys that would climb out of the store's root."""
+    if any(part == ".." for part in str(key).split("/")):
+        raise UserError(f"storage key must not contain '..'. Received: key={key!r}")
+    return key
+
+
 def _atomic_write_local(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -117,9 +125,7 @@ class LocalStore(Store):
         self.uri = str(self.root)
 
     def _path(self, key: str) -> Path:
-        key = key.strip("/")
-        if any(part == ".." for part in key.split("/")):
-            raise UserError(f"storage key must not contain '..'. Received: key={key!r}")
+        key = _check_key(key).strip("/")
         return self.root / key if key else self.root
 
     def read_bytes(self, key: str) -> bytes:
@@ -134,9 +140,14 @@ class LocalStore(Store):
     def upload_file(self, key: str, path: str | os.PathLike) -> None:
         dest = self._path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.upload.tmp")
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, dest)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -183,21 +194,43 @@ class S3Store(Store):
         return self._client
 
     def _key(self, key: str) -> str:
+        _check_key(key)
         return join(self.prefix, key) if self.prefix else key.strip("/")
+
+    def _no_bucket(self) -> UserError:
+        return UserError(f"S3 bucket does not exist: {self.bucket!r} (from {self.uri})")
+
+    @contextmanager
+    def _bucket_errors(self):
+        """Turn a missing bucket into a :class:`UserError` (a wrong URI, not a crash)."""
+        try:
+            yield
+        except self.client.exceptions.NoSuchBucket as exc:
+            raise self._no_bucket() from exc
 
     def read_bytes(self, key: str) -> bytes:
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+            with self._bucket_errors():
+                return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
         except self.client.exceptions.NoSuchKey as exc:
             raise FileNotFoundError(f"{join(self.uri, key)} does not exist") from exc
-        except self.client.exceptions.NoSuchBucket as exc:
-            raise UserError(f"S3 bucket does not exist: {self.bucket!r} (from {self.uri})") from exc
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        with self._bucket_errors():
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def upload_file(self, key: str, path: str | os.PathLike) -> None:
-        self.client.upload_file(str(path), self.bucket, self._key(key))
+        from boto3.exceptions import S3UploadFailedError
+
+        s3_key = self._key(key)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path} does not exist")
+        try:
+            self.client.upload_file(str(path), self.bucket, s3_key)
+        except S3UploadFailedError as exc:
+            if "NoSuchBucket" in str(exc):
+                raise self._no_bucket() from exc
+            raise
 
     def exists(self, key: str) -> bool:
         try:
@@ -213,18 +246,23 @@ class S3Store(Store):
         search = self._key(prefix)
         search = f"{search}/" if search else ""
         paginator = self.client.get_paginator("list_objects_v2")
-        try:
+        with self._bucket_errors():
             for page in paginator.paginate(Bucket=self.bucket, Prefix=search):
                 for obj in page.get("Contents", []):
                     yield obj["Key"][len(root):]
-        except self.client.exceptions.NoSuchBucket as exc:
-            raise UserError(f"S3 bucket does not exist: {self.bucket!r} (from {self.uri})") from exc
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        with self._bucket_errors():
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def size(self, key: str) -> int:
-        return int(self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise FileNotFoundError(f"{join(self.uri, key)} does not exist") from exc
+            raise
+        return int(head["ContentLength"])
 
 
 def s3_client():
@@ -254,7 +292,7 @@ def open_store(uri: str | os.PathLike) -> Store:
 def split_uri(uri: str) -> tuple[Store, str]:
     """Split ``.../dir/name`` into (store of ``dir``, ``name``)."""
     text = str(uri).rstrip("/")
-    head, _, name = text.rpartition("/")
+    head, sep, name = text.rpartition("/")
     if not head:
-        head = "."
+        head = "/" if sep else "."
     return open_store(head), name
