@@ -88,10 +88,16 @@ def read_manifest(store: Store, verify: bool = False) -> dict[str, Any]:
             f"{store.uri} is not a published run: it has no {MANIFEST}{hint}. "
             "Expected the output folder of a completed job."
         )
-    manifest = json.loads(store.read_text(MANIFEST))
+    try:
+        manifest = json.loads(store.read_text(MANIFEST))
+    except ValueError as exc:
+        raise UserError(f"{store.uri}/{MANIFEST} is not valid JSON: {exc}") from None
     if verify:
         for key, meta in manifest.get("files", {}).items():
-            data = store.read_bytes(key)
+            try:
+                data = store.read_bytes(key)
+            except FileNotFoundError:
+                raise UserError(f"{store.uri}/{key} is listed in its manifest but missing") from None
             if len(data) != meta["size"] or sha256(data) != meta["sha256"]:
                 raise UserError(f"{store.uri}/{key} does not match its manifest entry")
     return manifest
