@@ -90,6 +90,8 @@ def load_spec_file(path: str) -> dict[str, Any]:
         text = store.read_text(name)
     except FileNotFoundError as exc:
         raise UserError(f"spec file not found: {path!r}") from exc
+    except UnicodeDecodeError as exc:
+        raise UserError(f"spec file {path!r} is not valid YAML/JSON: not UTF-8 text ({exc})") from None
     try:
         data = json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
@@ -142,4 +144,4 @@ def spec_from_args(spec_cls: type[S], args: argparse.Namespace,
     ns = vars(args)
     file_values = load_spec_file(ns["_spec_file"]) if ns.get("_spec_file") else {}
     cli = {k: v for k, v in ns.items() if k in spec_cls.model_fields and v is not None}
-    return build_spec(spec_cls, file_values, env_values(spec_cls, env or os.environ), cli)
+    return build_spec(spec_cls, file_values, env_values(spec_cls, os.environ if env is None else env), cli)
