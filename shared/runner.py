@@ -48,15 +48,24 @@ class StopFlag:
     def reset(self) -> None:
         self._event.clear()
         self.cooperative = False
+        self.signal_name = ""
 
 
 STOP = StopFlag()
 
 
-def _install_signal_handlers() -> None:
+def _install_signal_handlers() -> dict[int, Any]:
+    """Route SIGTERM/SIGINT to :data:`STOP`; return the previous handlers (main thread only)."""
+    previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, STOP.request)
-        signal.signal(signal.SIGINT, STOP.request)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, STOP.request)
+    return previous
+
+
+def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def write_failure(out_uri: str | None, job: str, kind: str, message: str, code: int,
@@ -79,7 +88,14 @@ def run_job(job: str, spec: JobSpec, fn: Callable[[JobSpec], Any]) -> int:
     """Run ``fn(spec)`` and return the process exit code."""
     out_uri = getattr(spec, "out", None)
     STOP.reset()
-    _install_signal_handlers()
+    previous = _install_signal_handlers()
+    try:
+        return _run(job, spec, fn, out_uri)
+    finally:
+        _restore_signal_handlers(previous)
+
+
+def _run(job: str, spec: JobSpec, fn: Callable[[JobSpec], Any], out_uri: str | None) -> int:
     try:
         fn(spec)
         return EXIT_OK
