@@ -10,6 +10,8 @@ import time
 def setup_logging(level: str | int | None = None) -> None:
     """Configure root logging once: timestamps, level and logger name on stderr."""
     level = level or os.environ.get("HEADSTART_LOG_LEVEL", "INFO")
+    if isinstance(level, str):
+        level = level.strip().upper()
     root = logging.getLogger()
     if not any(getattr(h, "_headstart", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
