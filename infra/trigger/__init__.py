@@ -1,0 +1,1 @@
+"""The S3 upload trigger (deployed as a Lambda function from this folder)."""

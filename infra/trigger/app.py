@@ -1,0 +1,131 @@
+"""S3 upload trigger: start the Headstart pipeline for a dataset, exactly once per upload.
+
+Deployed as a Lambda function (this folder is its code; it needs only boto3). Subscribed to
+object-created events for ``<prefix><name>/urls.csv`` (scrape the URL list, then train) and
+``<prefix><name>/_READY`` (the images are uploaded under ``<prefix><name>/``; train).
+
+S3 delivers events at least once, so the execution name is derived from the bucket, key and
+version id (or ETag and sequencer when the bucket is unversioned): a duplicate delivery asks
+for the same name, Step Functions refuses it and we treat "already exists" as success.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+from typing import Any
+from urllib.parse import unquote_plus
+
+log = logging.getLogger("headstart.trigger")
+log.setLevel(logging.INFO)
+
+URLS_FILE = "urls.csv"
+READY_MARKER = "_READY"
+# Batch array jobs hold 2..10000 children; one shard per ~SHARD_BYTES of URL list.
+MAX_SHARDS = 10_000
+DEFAULT_SHARD_BYTES = 1_000_000
+_NAME_OK = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def shards_for(size_bytes: int, shard_bytes: int = DEFAULT_SHARD_BYTES) -> int:
+    """How many scrape shards a URL list of ``size_bytes`` gets (1 = a single job)."""
+    if shard_bytes <= 0:
+        raise ValueError(f"shard_bytes must be positive, got {shard_bytes}")
+    return max(1, min(MAX_SHARDS, math.ceil(size_bytes / shard_bytes)))
+
+
+def execution_name(dataset: str, bucket: str, key: str, version: str) -> str:
+    """A Step Functions execution name (<= 80 chars of [A-Za-z0-9_-]) unique to one upload."""
+    digest = hashlib.sha256(f"{bucket}\n{key}\n{version}".encode()).hexdigest()[:20]
+    readable = _NAME_OK.sub("-", dataset).strip("-")[:50] or "dataset"
+    return f"{readable}-{digest}"
+
+
+def pipeline_input(bucket: str, dataset_name: str, run_id: str, dataset_uri: str,
+                   urls_uri: str | None = None, shards: int = 1,
+                   train_environment: list[dict[str, str]] | None = None,
+                   images_uri: str | None = None) -> dict[str, Any]:
+    """The state machine's input (see infra/statemachine/pipeline.asl.json)."""
+    run_prefix = f"runs/{dataset_name}/{run_id}"
+    run_uri = f"s3://{bucket}/{run_prefix}"
+    return {
+        "name": dataset_name,
+        "run_prefix": run_prefix,
+        "urls": urls_uri,
+        "shards": int(shards),
+        "shard_count": str(int(shards)),
+        "dataset": dataset_uri,
+        "model": f"{run_uri}/model",
+        "evaluation": f"{run_uri}/eval",
+        "gradcam": f"{run_uri}/gradcam",
+        "images": images_uri or dataset_uri,
+        "train_environment": list(train_environment or []),
+    }
+
+
+def parse_upload(bucket: str, key: str, prefix: str) -> tuple[str, str] | None:
+    """Return (dataset name, marker file) for ``<prefix><name>/<marker>``, else None."""
+    if not key.startswith(prefix):
+        return None
+    name, _, marker = key[len(prefix):].rpartition("/")
+    if not name or "/" in name or marker not in (URLS_FILE, READY_MARKER):
+        return None
+    return name, marker
+
+
+def input_for_record(record: dict[str, Any], prefix: str,
+                     shard_bytes: int = DEFAULT_SHARD_BYTES) -> tuple[str, dict[str, Any]] | None:
+    """(execution name, pipeline input) for one S3 event record, or None to ignore it."""
+    if not str(record.get("eventName", "")).startswith("ObjectCreated:"):
+        return None
+    s3 = record["s3"]
+    bucket = s3["bucket"]["name"]
+    obj = s3["object"]
+    key = unquote_plus(obj["key"])  # event keys are URL-encoded ("my+data%21" = "my data!")
+    parsed = parse_upload(bucket, key, prefix)
+    if parsed is None:
+        log.info("ignoring s3://%s/%s: not <prefix>NAME/%s or NAME/%s", bucket, key, URLS_FILE, READY_MARKER)
+        return None
+    name, marker = parsed
+    version = obj.get("versionId") or f"{obj.get('eTag', '')}:{obj.get('sequencer', '')}"
+    run_id = execution_name(name, bucket, key, version)
+    folder = f"s3://{bucket}/{prefix}{name}"
+    if marker == URLS_FILE:
+        body = pipeline_input(bucket, name, run_id, f"{folder}/images", urls_uri=f"{folder}/{URLS_FILE}",
+                              shards=shards_for(int(obj.get("size", 0)), shard_bytes))
+    else:
+        body = pipeline_input(bucket, name, run_id, folder)
+    return run_id, body
+
+
+def start(client: Any, state_machine_arn: str, name: str, body: dict[str, Any]) -> str:
+    """Start one execution; an execution of that name already existing is success."""
+    try:
+        arn = client.start_execution(stateMachineArn=state_machine_arn, name=name,
+                                     input=json.dumps(body))["executionArn"]
+        log.info("started %s", arn)
+        return "started"
+    except client.exceptions.ExecutionAlreadyExists:
+        log.info("execution %s already exists: duplicate event, nothing to do", name)
+        return "duplicate"
+
+
+def handler(event: dict[str, Any], context: Any = None, client: Any = None) -> dict[str, Any]:
+    """Lambda entry point: one execution per new urls.csv / _READY upload."""
+    import boto3  # the Lambda runtime provides it
+
+    client = client or boto3.client("stepfunctions")
+    state_machine = os.environ["STATE_MACHINE_ARN"]
+    prefix = os.environ.get("TRIGGER_PREFIX", "datasets/")
+    shard_bytes = int(os.environ.get("SHARD_BYTES", DEFAULT_SHARD_BYTES))
+    outcome = {"started": 0, "duplicate": 0, "ignored": 0}
+    for record in event.get("Records", []):
+        found = input_for_record(record, prefix, shard_bytes)
+        if found is None:
+            outcome["ignored"] += 1
+            continue
+        outcome[start(client, state_machine, *found)] += 1
+    return outcome
