@@ -1,0 +1,1 @@
+"""Container jobs: one folder each; a job reads inputs, calls ``shared`` and writes outputs."""

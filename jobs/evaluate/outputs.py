@@ -1,0 +1,96 @@
+"""Write the evaluate job's figures, tables and report, then publish the manifest."""
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import numpy as np
+
+from jobs.evaluate.spec import EvaluateSpec
+from shared import plots, report
+from shared.images import encode_png
+from shared.loading import LoadedSplit
+from shared.manifest import RunOutput
+from shared.metrics import row_normalize
+from shared.trained import TrainedModel
+
+
+def worst_errors(split: LoadedSplit, probs: np.ndarray, labels: list[str], n: int) -> list[dict[str, Any]]:
+    """Misclassified images, most confidently wrong first."""
+    pred = probs.argmax(axis=1)
+    wrong = np.flatnonzero(pred != split.labels)
+    order = wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:n]
+    return [{"index": int(i), "key": split.keys[i], "true": labels[int(split.labels[i])],
+             "predicted": labels[int(pred[i])], "probability": float(probs[i, pred[i]]),
+             "true_probability": float(probs[i, split.labels[i]])} for i in order]
+
+
+def _predictions_csv(split: LoadedSplit, probs: np.ndarray, labels: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["key", "true", "predicted", "probability", *[f"p_{label}" for label in labels]])
+    for key, y, p in zip(split.keys, split.labels, probs):
+        w.writerow([key, labels[int(y)], labels[int(p.argmax())], f"{p.max():.6f}",
+                    *[f"{v:.6f}" for v in p]])
+    return buf.getvalue()
+
+
+def _per_class_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["label", "precision", "recall", "f1", "support"])
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _report(spec: EvaluateSpec, trained: TrainedModel, summary: dict, figs: dict[str, bytes],
+            worst: list[dict], split: LoadedSplit) -> str:
+    rep = report.Report(f"Evaluation: {trained.meta.get('backbone')} on {spec.dataset}",
+                        f"model {spec.model} · split {spec.split} · {summary['n']} images, "
+                        f"{len(split.skipped)} skipped")
+    rep.add("Summary", report.cards({"accuracy": summary["accuracy"], **summary["top_k"],
+                                     "macro F1": summary["macro_f1"], "images": summary["n"]}))
+    rep.add("Per class", report.table(["label", "precision", "recall", "F1", "support"],
+                                      [[r["label"], r["precision"], r["recall"], r["f1"], r["support"]]
+                                       for r in summary["per_class"]]))
+    rep.add("Confusion matrix", report.figure(figs["confusion_matrix.png"], "counts")
+            + report.figure(figs["confusion_matrix_normalized.png"], "row-normalised"))
+    rep.add("Most confused pairs", report.table(
+        ["true", "predicted as", "count", "share of true"],
+        [[c["true"], c["predicted"], c["count"], c["rate"]] for c in summary["most_confused"]])
+        if summary["most_confused"] else "<p>No confusions.</p>")
+    tiles = [(encode_png(split.images[w["index"]]),
+              f"{w['key'].rsplit('/', 1)[-1]}: true {w['true']}, predicted {w['predicted']} "
+              f"({w['probability']:.2f})", w.get("gradcam")) for w in worst]
+    rep.add("Worst misclassifications", report.gallery(tiles) if tiles else "<p>None: every image is right.</p>")
+    if split.skipped:
+        rep.add("Skipped images", report.table(["key", "status", "reason"],
+                                               [[s.key, s.status, s.reason] for s in split.skipped]))
+    return rep.render()
+
+
+def write_outputs(spec: EvaluateSpec, out: RunOutput, trained: TrainedModel, split: LoadedSplit,
+                  probs: np.ndarray, summary: dict) -> None:
+    labels = trained.labels
+    matrix = np.asarray(summary["confusion_matrix"])
+    figs = {"confusion_matrix.png": plots.confusion_matrix(matrix, labels, normalized=False),
+            "confusion_matrix_normalized.png": plots.confusion_matrix(row_normalize(matrix), labels, True)}
+    worst = worst_errors(split, probs, labels, spec.worst)
+    for name, png in figs.items():
+        out.write_bytes(name, png)
+    if worst:
+        out.write_bytes("worst_misclassified.png", plots.image_grid(
+            [split.images[w["index"]] for w in worst],
+            [f"{w['true']} → {w['predicted']} {w['probability']:.2f}" for w in worst]))
+    out.write_json("confusion_matrix.json", {"labels": labels, "counts": matrix.tolist(),
+                                             "normalized": row_normalize(matrix).round(6).tolist()})
+    out.write_json("metrics.json", {k: v for k, v in summary.items() if k != "confusion_matrix"})
+    out.write_json("worst_misclassified.json", worst)
+    out.write_text("per_class.csv", _per_class_csv(summary["per_class"]))
+    out.write_text("predictions.csv", _predictions_csv(split, probs, labels))
+    out.write_text("skipped.csv", "key,label,status,reason\n" + "".join(
+        f"{s.key},{s.label},{s.status},\"{s.reason}\"\n" for s in split.skipped))
+    out.write_text("spec.yaml", spec.to_yaml())
+    out.write_text("report.html", _report(spec, trained, summary, figs, worst, split))
+    out.publish(accuracy=summary["accuracy"], n=summary["n"], split=spec.split)

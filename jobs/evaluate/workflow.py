@@ -1,0 +1,58 @@
+"""Evaluate workflow: trained model + dataset split -> metrics, figures, report -> manifest."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from jobs.evaluate.spec import EvaluateSpec
+from shared.datasets import Item, discover
+from shared.errors import UserError
+from shared.loading import LoadedSplit, load_split
+from shared.manifest import RunOutput
+from shared.storage import open_store
+
+log = logging.getLogger("headstart.evaluate")
+
+
+def _pick_items(index, split: str) -> tuple[str, list[Item]]:
+    if split == "all":
+        return "all", [item for items in index.splits.values() for item in items]
+    if split in index.splits:
+        return split, index.splits[split]
+    for fallback in ("test", "valid"):
+        if fallback in index.splits:
+            log.warning("dataset has no %s split; evaluating %s instead", split, fallback)
+            return fallback, index.splits[fallback]
+    raise UserError(f"dataset {index.uri!r} has no {split!r} split (it has {sorted(index.splits)})")
+
+
+def _check_labels(dataset_labels: list[str], model_labels: list[str], uri: str) -> None:
+    unknown = sorted(set(dataset_labels) - set(model_labels))
+    if unknown:
+        raise UserError(f"dataset {uri!r} has labels the model was not trained on: {unknown}; "
+                        f"the model knows {model_labels}")
+
+
+def evaluate(spec: EvaluateSpec) -> None:
+    """Run the evaluate job described by ``spec``."""
+    from jobs.evaluate.outputs import write_outputs
+    from shared.metrics import summarize
+    from shared.predict import predict_arrays
+    from shared.trained import load_trained
+
+    out = RunOutput(open_store(spec.out), "evaluate")
+    out.unpublish()
+    trained = load_trained(spec.model)
+    index = discover(spec.dataset, trained.split_config())
+    _check_labels(index.labels, trained.labels, spec.dataset)
+    split_name, items = _pick_items(index, spec.split)
+    split: LoadedSplit = load_split(open_store(spec.dataset), split_name, items, trained.labels,
+                                    trained.image_size, spec.min_side)
+    if len(split) == 0:
+        raise UserError(f"no usable images in split {split_name!r} of {spec.dataset!r}")
+    probs = predict_arrays(trained.model, split.images, spec.batch_size, f"evaluate {split_name}")
+    summary = summarize(split.labels, probs, trained.labels)
+    write_outputs(spec, out, trained, split, probs, summary)
+    log.info("%s: accuracy %.4f on %d images (%d skipped) -> %s", split_name, summary["accuracy"],
+             summary["n"], len(split.skipped), out.uri)

@@ -1,0 +1,87 @@
+"""Write the train job's outputs, then publish the manifest last."""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from jobs.train.spec import TrainSpec
+from shared.datasets import DatasetIndex
+from shared.loading import LoadedSplit
+from shared.manifest import RunOutput
+from shared.metrics import summarize
+from shared.model import BACKBONE_LAYER, Classifier
+from shared.plots import training_curves
+from shared.predict import predict_arrays
+from shared.recipe import RecipeResult
+
+log = logging.getLogger("headstart.train")
+
+MODEL_FILE = "model.keras"
+
+
+def _model_bytes(clf: Classifier) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, MODEL_FILE)
+        clf.model.save(path)
+        with open(path, "rb") as fh:
+            return fh.read()
+
+
+def split_metrics(clf: Classifier, splits: dict[str, LoadedSplit], result: RecipeResult,
+                  labels: list[str], batch_size: int) -> dict[str, dict]:
+    """Loss/accuracy/F1 per split, from cached features when they still describe the base."""
+    out = {}
+    for name, split in splits.items():
+        if name == "train" and name not in result.features:
+            continue  # a whole extra forward pass over train is not worth it on the slow path
+        if name in result.features:
+            probs = predict_arrays(clf.head, result.features[name], batch_size, f"score {name}")
+        else:
+            probs = predict_arrays(clf.model, split.images, batch_size, f"score {name}")
+        summary = summarize(split.labels, probs, labels)
+        out[name] = {k: summary[k] for k in ("n", "accuracy", "loss", "macro_f1", "top_k")}
+    return out
+
+
+def write_outputs(spec: TrainSpec, out: RunOutput, clf: Classifier, index: DatasetIndex,
+                  splits: dict[str, LoadedSplit], result: RecipeResult, timing: dict, fp: str) -> None:
+    """Model, labels, history, curves, metrics, spec and skip list; manifest last."""
+    from jobs.train.workflow import _skipped_csv, _splits_csv
+    from shared.backbones import get_info
+
+    info = get_info(spec.backbone)
+    metrics = split_metrics(clf, splits, result, index.labels, spec.batch_size)
+    head = result.phases.get("head")
+    n_train = len(splits["train"])
+    seconds = time.monotonic() - timing["start"]
+    metrics_doc = {
+        "splits": metrics,
+        "best_epoch": {k: p.best_epoch for k, p in result.phases.items()},
+        "stopped_early": {k: p.stopped_early for k, p in result.phases.items()},
+        "path": "fast" if spec.fast_path else "slow",
+        "timing": {"decode_s": timing["decode_s"], "features_s": result.timing.get("features_s", 0.0),
+                   **{f"{k}_s": p.seconds for k, p in result.phases.items()}, "total_s": seconds},
+        "head_images_per_s": head.images_per_second if head else None,
+        "counts": {name: len(s) for name, s in splits.items()},
+        "skipped": sum(len(s.skipped) for s in splits.values()),
+    }
+    labels_doc = {"labels": index.labels, "backbone": spec.backbone, "backbone_layer": BACKBONE_LAYER,
+                  "image_size": clf.image_size, "preprocess": info.preprocess, "weights": spec.weights,
+                  "input": "RGB uint8 or float 0-255, any size (resized inside the model)"}
+    out.write_bytes(MODEL_FILE, _model_bytes(clf))
+    out.write_json("labels.json", labels_doc)
+    out.write_json("history.json", {"history": result.history, "phase_starts": result.phase_starts})
+    out.write_bytes("training_curves.png", training_curves(result.history, result.phase_starts))
+    out.write_json("metrics.json", metrics_doc)
+    out.write_text("spec.yaml", spec.to_yaml())
+    out.write_text("skipped.csv", _skipped_csv(splits))
+    out.write_text("splits.csv", _splits_csv(splits, index.labels))
+    out.publish(fingerprint=fp, labels=index.labels, layout=index.layout,
+                metrics={k: v["accuracy"] for k, v in metrics.items()})
+    summary = ", ".join(f"{k} acc={v['accuracy']:.3f}" for k, v in metrics.items())
+    log.info("trained %s on %d images in %.1fs: %s -> %s", spec.backbone, n_train, seconds,
+             summary, out.uri)

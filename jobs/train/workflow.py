@@ -1,0 +1,130 @@
+"""Train workflow: dataset -> decode -> backbone + head -> fit -> outputs -> manifest."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import time
+
+import numpy as np
+
+from jobs.train.spec import TrainSpec
+from shared.datasets import SplitConfig, check_label_sizes, discover
+from shared.errors import UserError
+from shared.loading import LoadedSplit, load_split
+from shared.manifest import RunOutput, is_published
+from shared.runner import STOP
+from shared.storage import open_store
+
+log = logging.getLogger("headstart.train")
+
+# Spec fields that do not change what is trained (a resume may differ in these).
+_NON_SEMANTIC = {"out", "overwrite", "cache_dir"}
+
+
+def fingerprint(spec: TrainSpec) -> str:
+    data = {k: v for k, v in spec.dump().items() if k not in _NON_SEMANTIC}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _prepare_output(spec: TrainSpec, fp: str) -> RunOutput | None:
+    """Open the output; None when an identical run is already published there."""
+    out = RunOutput(open_store(spec.out), "train")
+    if is_published(out.store):
+        previous = json.loads(out.store.read_text("manifest.json")).get("fingerprint")
+        if previous == fp and not spec.overwrite:
+            log.info("%s already holds a published run of this spec: nothing to do", spec.out)
+            return None
+        if not spec.overwrite:
+            raise UserError(f"{spec.out!r} already holds a published run of a different spec; "
+                            "pass --overwrite or choose another --out")
+    if spec.overwrite:
+        out.unpublish()
+        for key in list(out.store.list("checkpoint")):
+            out.store.delete(key)
+    out.store.delete("_FAILURE.json")
+    return out
+
+
+def _load(spec: TrainSpec, size: int):
+    cfg = SplitConfig(spec.valid_fraction, spec.test_fraction, spec.seed, spec.max_per_label,
+                      spec.min_per_label)
+    index = discover(spec.dataset, cfg)
+    store = open_store(spec.dataset)
+    splits = {name: load_split(store, name, items, index.labels, size, spec.min_side,
+                               spec.max_pixels, cache_dir=spec.cache_dir)
+              for name, items in index.splits.items()}
+    for name, split in splits.items():
+        counts = {label: int(np.sum(split.labels == i)) for i, label in enumerate(index.labels)}
+        needed = spec.min_per_label if name == "train" else 1
+        check_label_sizes(counts, needed, f"{spec.dataset} {name} split after skipping unusable images")
+    return index, splits
+
+
+def _skipped_csv(splits: dict[str, LoadedSplit]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["split", "key", "label", "status", "reason"])
+    for name, split in splits.items():
+        for s in split.skipped:
+            writer.writerow([name, s.key, s.label, s.status, s.reason])
+    return buf.getvalue()
+
+
+def _splits_csv(splits: dict[str, LoadedSplit], labels: list[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["split", "key", "label"])
+    for name, split in splits.items():
+        for key, y in zip(split.keys, split.labels):
+            writer.writerow([name, key, labels[int(y)]])
+    return buf.getvalue()
+
+
+def train(spec: TrainSpec) -> None:
+    """Run the train job described by ``spec``."""
+    from shared.backbones import get_info, resolve_size
+
+    t_start = time.monotonic()
+    info = get_info(spec.backbone)  # argument checks first: fail before touching data
+    size = resolve_size(info, spec.image_size)
+    fp = fingerprint(spec)
+    out = _prepare_output(spec, fp)
+    if out is None:
+        return
+    STOP.cooperative = True  # SIGTERM now waits for a batch end and keeps the checkpoint
+    t0 = time.monotonic()
+    index, splits = _load(spec, size)
+    decode_s = time.monotonic() - t0
+    _fit_and_write(spec, out, info, size, index, splits, fp, {"decode_s": decode_s, "start": t_start})
+
+
+def _fit_and_write(spec, out, info, size, index, splits, fp, timing) -> None:
+    from shared import recipe
+    from shared.backbones import build_backbone
+    from shared.checkpoints import CheckpointStore
+    from shared.distribute import get_strategy
+    from shared.model import assemble
+    import keras
+
+    keras.utils.set_random_seed(spec.seed)
+    with get_strategy().scope():
+        backbone = build_backbone(spec.backbone, size, spec.weights)
+        clf = assemble(backbone, info, size, len(index.labels), spec.head_width, spec.dropout)
+    ckpt = CheckpointStore(out.store, fp)
+    state = ckpt.load_state()
+    if state and state.get("fingerprint") != fp:
+        raise UserError(f"{spec.out!r} holds a checkpoint of a different spec; pass --overwrite "
+                        "or choose another --out")
+    cfg = recipe.RecipeConfig(spec.epochs, spec.batch_size, spec.learning_rate, spec.patience,
+                              spec.label_smoothing, spec.fast_path, spec.augment_views,
+                              spec.fine_tune_layers, spec.fine_tune_epochs, spec.fine_tune_lr,
+                              spec.seed, spec.cache_dir)
+    result = recipe.fit(clf, splits, cfg, ckpt)
+    from jobs.train.outputs import write_outputs
+
+    write_outputs(spec, out, clf, index, splits, result, timing, fp)
+    for key in list(out.store.list("checkpoint")):
+        out.store.delete(key)

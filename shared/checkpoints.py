@@ -1,0 +1,107 @@
+"""Per-epoch checkpoints in the output store, so a rerun resumes after a spot interruption.
+
+A checkpoint is the trainable model's weights plus the optimizer's variables, written first,
+then ``checkpoint/state.json`` pointing at them — the state file is the commit point, so a
+crash mid-write leaves the previous checkpoint intact.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import tempfile
+from typing import Any
+
+import keras
+import numpy as np
+
+from shared.manifest import to_json
+from shared.storage import Store
+
+log = logging.getLogger(__name__)
+
+STATE = "checkpoint/state.json"
+
+
+def weights_to_bytes(model: keras.Model) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "w.weights.h5")
+        model.save_weights(path)
+        with open(path, "rb") as fh:
+            return fh.read()
+
+
+def weights_from_bytes(model: keras.Model, data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "w.weights.h5")
+        with open(path, "wb") as fh:
+            fh.write(data)
+        model.load_weights(path)
+
+
+def optimizer_to_bytes(optimizer: keras.optimizers.Optimizer) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, *[np.asarray(v) for v in optimizer.variables])
+    return buf.getvalue()
+
+
+def optimizer_from_bytes(optimizer: keras.optimizers.Optimizer, model: keras.Model, data: bytes) -> None:
+    """Restore Adam moments and the step count (the optimizer is built first if needed)."""
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    arrays = np.load(io.BytesIO(data))
+    values = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+    if len(values) != len(optimizer.variables):
+        log.warning("optimizer state does not match (%d vs %d variables); starting it fresh",
+                    len(values), len(optimizer.variables))
+        return
+    for var, value in zip(optimizer.variables, values):
+        var.assign(value)
+
+
+class CheckpointStore:
+    """Reads and writes training state under ``checkpoint/`` of the run's output store."""
+
+    def __init__(self, store: Store, fingerprint: str) -> None:
+        self.store = store
+        self.fingerprint = fingerprint
+
+    def load_state(self) -> dict[str, Any] | None:
+        if not self.store.exists(STATE):
+            return None
+        return json.loads(self.store.read_text(STATE))
+
+    def save(self, state: dict[str, Any], model: keras.Model, optimizer, best_changed: bool) -> None:
+        """Write weights (+ best weights when improved) and optimizer, then the state file."""
+        phase, epoch = state["phase"], state["epoch"]
+        prev = self.load_state()
+        weights_key = f"checkpoint/{phase}-e{epoch}.weights.h5"
+        opt_key = f"checkpoint/{phase}-e{epoch}.optimizer.npz"
+        data = weights_to_bytes(model)
+        self.store.write_bytes(weights_key, data)
+        self.store.write_bytes(opt_key, optimizer_to_bytes(optimizer))
+        if best_changed:
+            self.store.write_bytes(f"checkpoint/{phase}-best.weights.h5", data)
+        state = {**state, "weights": weights_key, "optimizer": opt_key,
+                 "best_weights": f"checkpoint/{phase}-best.weights.h5",
+                 "fingerprint": self.fingerprint}
+        self.store.write_text(STATE, to_json(state))
+        if prev and prev.get("weights") not in (None, weights_key):
+            self.store.delete(prev["weights"])
+            self.store.delete(prev["optimizer"])
+
+    def restore(self, state: dict[str, Any], model: keras.Model, optimizer) -> None:
+        weights_from_bytes(model, self.store.read_bytes(state["weights"]))
+        optimizer_from_bytes(optimizer, model, self.store.read_bytes(state["optimizer"]))
+
+    def restore_best(self, phase: str, model: keras.Model) -> bool:
+        key = f"checkpoint/{phase}-best.weights.h5"
+        if not self.store.exists(key):
+            return False
+        weights_from_bytes(model, self.store.read_bytes(key))
+        return True
+
+    def clear(self) -> None:
+        for key in list(self.store.list("checkpoint")):
+            self.store.delete(key)

@@ -1,0 +1,206 @@
+"""Dataset discovery, splitting and validation.
+
+Two layouts on any store:
+
+* ImageNet style: ``train/<label>/*``, optional ``valid/<label>/*`` and ``test/<label>/*``;
+* flat: ``<label>/*``, split stratified and seeded into train/valid/test.
+
+Labels come from folder names. Images themselves are decoded in :mod:`shared.loading`.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+
+from shared.errors import UserError
+from shared.storage import Store, open_store
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+# Files that live in dataset folders but are not images (reports written by our own jobs).
+_IGNORED_NAMES = {"manifest.json", "_FAILURE.json", "scrape_report.csv", "scrape_summary.json",
+                  "spec.yaml", "README.md", "README.txt", "LICENSE", "LICENSE.txt"}
+
+
+@dataclass(frozen=True)
+class Item:
+    key: str    # relative to the dataset root
+    label: str
+
+
+@dataclass
+class DatasetIndex:
+    """Which files belong to which split and label, before decoding."""
+
+    uri: str
+    layout: str  # "imagenet" | "flat"
+    labels: list[str]
+    splits: dict[str, list[Item]] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for split, items in self.splits.items():
+            per = {label: 0 for label in self.labels}
+            for item in items:
+                per[item.label] += 1
+            out[split] = per
+        return out
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    valid_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 1337
+    max_per_label: int | None = None
+    min_per_label: int = 2
+
+    def required_per_label(self) -> int:
+        """Images a label needs so a flat dataset puts at least one in every split."""
+        return max(self.min_per_label, 1 + int(self.valid_fraction > 0) + int(self.test_fraction > 0))
+
+
+def check_label_sizes(counts: dict[str, int], needed: int, where: str) -> None:
+    """Raise a clear error naming every label with fewer than ``needed`` images."""
+    small = {label: n for label, n in sorted(counts.items()) if n < needed}
+    if small:
+        listed = ", ".join(f"{label!r} has {n}" for label, n in small.items())
+        raise UserError(f"too few images per label in {where}: {listed}; each label needs at "
+                        f"least {needed} usable images")
+
+
+def _is_candidate(key: str) -> bool:
+    name = key.rsplit("/", 1)[-1]
+    return not name.startswith(".") and name not in _IGNORED_NAMES
+
+
+def _list_keys(store: Store, uri: str) -> list[str]:
+    local = store.local_path()
+    if local is not None and not local.is_dir():
+        what = "a file" if local.exists() else "missing"
+        raise UserError(f"dataset must be a folder of <label>/ folders or train/valid/test; "
+                        f"{uri!r} is {what}")
+    keys = [k for k in store.list() if _is_candidate(k)]
+    if not keys:
+        raise UserError(f"no images found in dataset {uri!r}: expected <label>/<image> files "
+                        "or train/<label>/<image>")
+    return keys
+
+
+def stratified_split(items: list[Item], valid_fraction: float, test_fraction: float,
+                     seed: int) -> dict[str, list[Item]]:
+    """Split per label with a seeded shuffle, so every split keeps the label proportions."""
+    by_label: dict[str, list[Item]] = {}
+    for item in sorted(items, key=lambda i: i.key):
+        by_label.setdefault(item.label, []).append(item)
+    out: dict[str, list[Item]] = {s: [] for s in SPLITS}
+    for label in sorted(by_label):
+        group = by_label[label]
+        random.Random(f"{seed}:{label}").shuffle(group)
+        n = len(group)
+        n_test = round(n * test_fraction) if test_fraction > 0 else 0
+        n_valid = round(n * valid_fraction) if valid_fraction > 0 else 0
+        # Keep at least one image per label in each requested split when there is room.
+        if test_fraction > 0 and n_test == 0 and n >= 3:
+            n_test = 1
+        if valid_fraction > 0 and n_valid == 0 and n - n_test >= 2:
+            n_valid = 1
+        out["test"] += group[:n_test]
+        out["valid"] += group[n_test:n_test + n_valid]
+        out["train"] += group[n_test + n_valid:]
+    return out
+
+
+def _cap_per_label(items: list[Item], cap: int | None, seed: int) -> list[Item]:
+    if cap is None:
+        return items
+    by_label: dict[str, list[Item]] = {}
+    for item in sorted(items, key=lambda i: i.key):
+        by_label.setdefault(item.label, []).append(item)
+    out: list[Item] = []
+    for label, group in sorted(by_label.items()):
+        random.Random(f"cap:{seed}:{label}").shuffle(group)
+        out += group[:cap]
+    return out
+
+
+def _imagenet_items(keys: list[str], uri: str) -> dict[str, list[Item]]:
+    splits: dict[str, list[Item]] = {}
+    for key in keys:
+        parts = key.split("/")
+        if parts[0] not in SPLITS:
+            continue
+        if len(parts) < 3:
+            log.warning("ignoring %s: expected %s/<label>/<image>", key, parts[0])
+            continue
+        splits.setdefault(parts[0], []).append(Item(key, parts[1]))
+    extra = sorted({k.split("/")[0] for k in keys if k.split("/")[0] not in SPLITS and "/" in k})
+    if extra:
+        log.warning("ignoring folders next to train/: %s", ", ".join(extra))
+    if not splits.get("train"):
+        raise UserError(f"dataset {uri!r} has a split folder but train/ holds no images")
+    return splits
+
+
+def _check_labels(splits: dict[str, list[Item]], uri: str) -> list[str]:
+    labels = sorted({i.label for i in splits["train"]})
+    for split, items in splits.items():
+        if not items:
+            raise UserError(f"split {split!r} of dataset {uri!r} is empty: each split needs at "
+                            "least one image per label")
+        found = sorted({i.label for i in items})
+        if found != labels:
+            missing = sorted(set(labels) - set(found))
+            extra = sorted(set(found) - set(labels))
+            raise UserError(f"labels differ across splits in {uri!r}: {split}/ is missing "
+                            f"{missing or 'nothing'} and has extra {extra or 'nothing'} "
+                            f"compared with train/ {labels}")
+    if len(labels) < 2:
+        raise UserError(f"dataset {uri!r} has {len(labels)} label(s) {labels}; a classifier "
+                        "needs at least 2 label folders")
+    return labels
+
+
+def discover(uri: str, config: SplitConfig = SplitConfig()) -> DatasetIndex:
+    """Index a dataset: detect its layout, split a flat one, and check labels per split."""
+    store = open_store(uri)
+    keys = _list_keys(store, uri)
+    if any(k.split("/")[0] in SPLITS and k.count("/") >= 1 for k in keys):
+        layout = "imagenet"
+        splits = _imagenet_items(keys, uri)
+        splits = {s: _cap_per_label(v, config.max_per_label, config.seed) for s, v in splits.items()}
+        if "valid" not in splits and config.valid_fraction > 0:
+            # Early stopping needs a validation set: carve it from train, stratified.
+            carved = stratified_split(splits["train"], config.valid_fraction, 0.0, config.seed)
+            splits["train"], splits["valid"] = carved["train"], carved["valid"]
+    else:
+        layout = "flat"
+        items = [Item(k, k.split("/")[0]) for k in keys if "/" in k]
+        stray = [k for k in keys if "/" not in k]
+        if stray:
+            log.warning("ignoring %d file(s) at the dataset root (expected <label>/<image>): %s",
+                        len(stray), ", ".join(stray[:5]))
+        if not items:
+            raise UserError(f"no images found in dataset {uri!r}: expected <label>/<image> files")
+        items = _cap_per_label(items, config.max_per_label, config.seed)
+        counts: dict[str, int] = {}
+        for item in items:
+            counts[item.label] = counts.get(item.label, 0) + 1
+        check_label_sizes(counts, config.required_per_label(), uri)
+        splits = stratified_split(items, config.valid_fraction, config.test_fraction, config.seed)
+        splits = {s: v for s, v in splits.items() if v or s == "train"}
+        if config.valid_fraction == 0:
+            splits.pop("valid", None)
+        if config.test_fraction == 0:
+            splits.pop("test", None)
+    labels = _check_labels(splits, uri)
+    train_counts = {label: 0 for label in labels}
+    for item in splits["train"]:
+        train_counts[item.label] += 1
+    check_label_sizes(train_counts, 1 if layout == "flat" else config.min_per_label, f"{uri} train/")
+    index = DatasetIndex(uri=store.uri, layout=layout, labels=labels, splits=splits)
+    log.info("dataset %s (%s layout): %d labels, %s", store.uri, layout, len(labels),
+             ", ".join(f"{s}={len(v)}" for s, v in splits.items()))
+    return index
