@@ -19,6 +19,8 @@ COMMANDS: dict[str, str] = {
     "train": "jobs.train.main",
     "evaluate": "jobs.evaluate.main",
     "demo": "jobs.demo.main",
+    "scrape": "jobs.scrape.main",
+    "scrape-merge": "jobs.scrape.merge_main",
 }
 
 

@@ -1,0 +1,116 @@
+"""The download pipeline of one shard: bounded concurrency, CPU work off the network threads.
+
+Download threads fetch (``shared.fetch``), hand the bytes to a pool of decode processes
+(``shared.imageprep``), stage the result in the store and return one record. The main thread
+keeps at most ``concurrency`` URLs in flight and writes records as they finish, so memory is
+flat in the length of the list.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from jobs.scrape.records import RecordWriter, object_key
+from shared.fetch import FetchConfig, fetch
+from shared.imageprep import PrepOptions, Prepared, prepare_image
+from shared.logs import Progress
+from shared.runner import STOP
+from shared.storage import Store
+from shared.urllists import UrlEntry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    """Everything one URL needs, shared by all download threads."""
+
+    store: Store
+    fetch_config: FetchConfig
+    prep: PrepOptions
+    prepare: Callable[[bytes], Prepared]
+
+
+def process_entry(entry: UrlEntry, ctx: Context) -> dict:
+    """Fetch, check and stage one URL; every per-URL problem becomes the record's status."""
+    start = time.monotonic()
+    result = fetch(entry.url, ctx.fetch_config)
+    record = {"index": entry.index, "url": entry.url, "label": entry.label, "status": result.status,
+              "http_code": result.http_code or "", "attempts": result.attempts,
+              "final_url": result.final_url if result.final_url != entry.url else "",
+              "error": result.error, "bytes": len(result.data) if result.data else ""}
+    if result.status == "ok":
+        prepared = ctx.prepare(result.data)
+        result.data = None  # the download can go before the (slow) store write
+        record.update(status=prepared.status, error=prepared.error, sha=prepared.sha,
+                      format=prepared.format, width=prepared.width or "", height=prepared.height or "")
+        if prepared.status == "ok":
+            ctx.store.write_bytes(object_key(prepared.sha, prepared.ext), prepared.data)
+            record.update(ext=prepared.ext, stored_bytes=len(prepared.data),
+                          stored_sha256=prepared.stored_sha256)
+    record["seconds"] = round(time.monotonic() - start, 3)
+    return record
+
+
+def _ignore_sigint() -> None:
+    # Workers leave signal handling to the parent, which stops them cleanly.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def decode_pool(workers: int | None) -> ProcessPoolExecutor | None:
+    """Processes for decoding/resizing (None = decode in the download threads)."""
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers == 0:
+        return None
+    # forkserver: the parent runs many threads, and fork() with threads can deadlock.
+    ctx = multiprocessing.get_context("forkserver")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_ignore_sigint)
+
+
+def make_prepare(pool: Executor | None, opts: PrepOptions) -> Callable[[bytes], Prepared]:
+    if pool is None:
+        return lambda data: prepare_image(data, opts)
+    return lambda data: pool.submit(prepare_image, data, opts).result()
+
+
+def run_pipeline(entries: Iterable[UrlEntry], ctx: Context, concurrency: int,
+                 writer: RecordWriter, progress: Progress) -> int:
+    """Process ``entries`` with ``concurrency`` URLs in flight; return how many finished.
+
+    On SIGTERM/SIGINT it stops taking new URLs, lets those in flight finish and writes their
+    records, so a rerun resumes exactly where this one stopped.
+    """
+    STOP.cooperative = True
+    pending: set[Future] = set()
+    finished = 0
+
+    def collect(block: bool) -> None:
+        nonlocal pending, finished
+        done, pending = wait(pending, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for future in done:
+            record = future.result()  # a storage error here is a crash, not a per-URL failure
+            writer.add(record)
+            finished += 1
+            progress.update(1, failed=int(record["status"] != "ok"))
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch") as pool:
+        try:
+            for entry in entries:
+                if STOP.requested:
+                    break
+                while len(pending) >= concurrency:
+                    collect(block=True)
+                pending.add(pool.submit(process_entry, entry, ctx))
+            while pending:
+                collect(block=True)
+        finally:
+            for future in pending:
+                future.cancel()
+            writer.flush()
+    return finished

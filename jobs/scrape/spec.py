@@ -1,0 +1,89 @@
+"""Parameters of the scrape job and of its merge step."""
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from shared.fetch import USER_AGENT
+from shared.specs import JobSpec
+
+_SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+def parse_shard(value: str) -> tuple[int, int]:
+    """``"i/N"`` -> (i, N) with 0 <= i < N; raise ValueError naming the expected form."""
+    match = _SHARD_RE.match(value)
+    if not match or not 0 <= int(match[1]) < int(match[2]):
+        raise ValueError(f"shard must be I/N with 0 <= I < N (e.g. 0/4), got {value!r}")
+    return int(match[1]), int(match[2])
+
+
+class SplitSettings(JobSpec):
+    """How the merged dataset is split and judged (shared by scrape and scrape-merge)."""
+
+    valid_fraction: float = Field(0.1, ge=0, lt=1, description="validation share per label")
+    test_fraction: float = Field(0.1, ge=0, lt=1, description="test share per label")
+    seed: int = Field(42, description="seed of the stratified split")
+    min_success: float = Field(0.0, ge=0, le=1, description="fail (exit 2, no manifest) when the "
+                               "share of URLs yielding a valid image is below this")
+    on_conflict: Literal["first", "drop"] = Field(
+        "first", description="an image found under two labels: keep it under the label of its "
+                             "first URL, or drop it")
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "SplitSettings":
+        if self.valid_fraction + self.test_fraction >= 1:
+            raise ValueError("valid_fraction + test_fraction must be below 1, got "
+                             f"{self.valid_fraction} + {self.test_fraction}")
+        return self
+
+
+class ScrapeSpec(SplitSettings):
+    urls: str = Field(description="CSV with url,label columns, or a folder/prefix of <label>.csv|"
+                      ".txt files with one URL per line (local or s3://)",
+                      json_schema_extra={"positional": True})
+    out: str = Field(description="dataset folder or URI to write train/valid/test/<label>/ into")
+    concurrency: int = Field(64, ge=1, le=1024, description="downloads in flight")
+    decode_workers: int | None = Field(None, ge=0, le=256, description="processes decoding and "
+                                       "resizing (default: CPU count; 0 = in the download threads)")
+    timeout: float = Field(10.0, gt=0, le=600, description="seconds per request attempt, body included")
+    retries: int = Field(2, ge=0, le=10, description="retries of transient failures (timeouts, "
+                         "resets, 429, 5xx)")
+    backoff: float = Field(0.5, ge=0, le=60, description="seconds before the first retry (doubles)")
+    max_redirects: int = Field(5, ge=0, le=20, description="redirects followed per URL")
+    max_bytes: int = Field(16 * 2**20, ge=1024, description="largest download in bytes")
+    max_pixels: int = Field(50_000_000, ge=1, description="refuse images with more pixels, "
+                            "checked before decoding (decompression bombs)")
+    min_side: int = Field(32, ge=1, description="refuse images whose shorter side is smaller")
+    resize: int | None = Field(None, ge=8, le=16384, description="shrink so the longest side is "
+                               "at most this many pixels (keeps the ratio; implies JPEG)")
+    reencode: bool = Field(False, description="store every image as JPEG")
+    jpeg_quality: int = Field(90, ge=1, le=100, description="JPEG quality when re-encoding")
+    user_agent: str = Field(USER_AGENT, description="User-Agent header sent with every request")
+    allow_loopback: list[str] = Field(default_factory=list, description="HOST:PORT loopback "
+                                      "endpoints to allow (tests and local demos ONLY)")
+    shard: str | None = Field(None, description="I/N: fetch only this deterministic share of the "
+                              "list (default: AWS_BATCH_JOB_ARRAY_INDEX/--shard-count)")
+    shard_count: int | None = Field(None, ge=1, le=100_000, description="number of shards of an "
+                                    "AWS Batch array job")
+    checkpoint_every: int = Field(1000, ge=1, description="URLs per progress record (resume unit)")
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_shard(value)
+        return value
+
+
+class MergeSpec(JobSpec):
+    """Split settings left unset are taken from the shards' recorded spec."""
+
+    out: str = Field(description="the --out of the sharded scrape runs")
+    valid_fraction: float | None = Field(None, ge=0, lt=1, description="validation share per label")
+    test_fraction: float | None = Field(None, ge=0, lt=1, description="test share per label")
+    seed: int | None = Field(None, description="seed of the stratified split")
+    min_success: float | None = Field(None, ge=0, le=1, description="minimum success rate")
+    on_conflict: Literal["first", "drop"] | None = Field(None, description="first | drop")

@@ -1,0 +1,121 @@
+"""``headstart scrape``: URL lists -> staged images + per-URL records -> split dataset.
+
+Steps: resolve the shard, check the output belongs to this scrape, skip URLs already
+recorded (resume), download the rest, mark the shard done; an unsharded run then merges
+(``jobs.scrape.merge``) into ``train/valid/test/<label>/<sha>.<ext>`` + report + manifest.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Iterator
+
+from jobs.scrape import records
+from jobs.scrape.merge import finalize
+from jobs.scrape.pipeline import Context, decode_pool, make_prepare, run_pipeline
+from jobs.scrape.spec import ScrapeSpec, SplitSettings, parse_shard
+from shared.errors import Interrupted, UserError
+from shared.fetch import FetchConfig
+from shared.imageprep import PrepOptions
+from shared.logs import Progress
+from shared.manifest import RunOutput, to_json
+from shared.runner import STOP
+from shared.storage import Store, open_store
+from shared.urllists import UrlEntry, describe, iter_urls
+from shared.urlsafety import AllowList
+
+log = logging.getLogger(__name__)
+
+# Settings that change what is stored: a resumed shard must use the same ones.
+_STORED_AS = ("urls", "resize", "reencode", "jpeg_quality", "min_side", "max_pixels", "max_bytes")
+
+
+def resolve_shard(spec: ScrapeSpec, env: dict[str, str] | None = None) -> tuple[int, int]:
+    """(index, count) from ``--shard``, else the AWS Batch array index + ``--shard-count``."""
+    env = os.environ if env is None else env
+    if spec.shard:
+        return parse_shard(spec.shard)
+    array_index = env.get("AWS_BATCH_JOB_ARRAY_INDEX")
+    if array_index is None:
+        return (0, 1) if not spec.shard_count or spec.shard_count == 1 else _need_index(spec)
+    if not spec.shard_count:
+        raise UserError("AWS_BATCH_JOB_ARRAY_INDEX is set but the number of shards is not: set "
+                        "--shard-count (or HEADSTART_SHARD_COUNT) to the array size")
+    try:
+        return parse_shard(f"{array_index}/{spec.shard_count}")
+    except ValueError as exc:
+        raise UserError(f"AWS_BATCH_JOB_ARRAY_INDEX={array_index!r}: {exc}") from None
+
+
+def _need_index(spec: ScrapeSpec) -> tuple[int, int]:
+    raise UserError(f"--shard-count {spec.shard_count} needs a shard index: pass --shard I/N or "
+                    "run as an AWS Batch array job (AWS_BATCH_JOB_ARRAY_INDEX)")
+
+
+def _check_shard_spec(store: Store, folder: str, spec: ScrapeSpec) -> None:
+    """Refuse to resume a shard written with other inputs or storage settings."""
+    mine = {k: getattr(spec, k) for k in _STORED_AS}
+    previous = records.read_json(store, f"{folder}/{records.SHARD_SPEC}")
+    if previous is None:
+        store.write_text(f"{folder}/{records.SHARD_SPEC}", to_json(spec.dump()))
+        return
+    changed = {k: (previous.get(k), v) for k, v in mine.items() if previous.get(k) != v}
+    if changed:
+        what = ", ".join(f"{k}: was {old!r}, now {new!r}" for k, (old, new) in changed.items())
+        raise UserError(f"{spec.out} already holds a scrape with other settings ({what}); "
+                        "rerun with the same settings to resume, or use a new --out")
+
+
+def _todo(spec: ScrapeSpec, shard: tuple[int, int], bits: bytearray) -> Iterator[UrlEntry]:
+    index, count = shard
+    for entry in iter_urls(spec.urls):
+        if entry.index % count == index and not records.is_done(bits, entry.index):
+            yield entry
+
+
+def _fetch_shard(spec: ScrapeSpec, store: Store, shard: tuple[int, int]) -> None:
+    folder = records.shard_dir(*shard)
+    total, per_label = describe(spec.urls)
+    mine = len(range(shard[0], total, shard[1]))
+    log.info("scrape %s: %d URLs in %d labels; shard %d/%d has %d", spec.urls, total,
+             len(per_label), shard[0], shard[1], mine)
+    bits, already = records.done_indices(store, folder, total)
+    if already:
+        log.info("resuming: %d of this shard's URLs are already done", already)
+    ctx = Context(store, FetchConfig(
+        timeout=spec.timeout, max_bytes=spec.max_bytes, max_redirects=spec.max_redirects,
+        retries=spec.retries, backoff=spec.backoff, user_agent=spec.user_agent,
+        allow=AllowList.parse(spec.allow_loopback)),
+        PrepOptions(spec.max_pixels, spec.min_side, spec.resize, spec.reencode, spec.jpeg_quality),
+        prepare=lambda data: None)  # replaced below once the pool exists
+    writer = records.RecordWriter(store, folder, spec.checkpoint_every)
+    progress = Progress(mine - already, f"scrape {shard[0]}/{shard[1]}", unit="url")
+    pool = decode_pool(spec.decode_workers)
+    try:
+        ctx.prepare = make_prepare(pool, ctx.prep)
+        run_pipeline(_todo(spec, shard, bits), ctx, spec.concurrency, writer, progress)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    progress.close()
+    if STOP.requested:
+        raise Interrupted(f"received {STOP.signal_name or 'stop request'}; {progress.done} URLs "
+                          "recorded, rerun the same command to resume")
+    store.write_text(f"{folder}/{records.DONE}", to_json(
+        {"shard": shard[0], "count": shard[1], "urls": mine, "failed_this_run": progress.failed}))
+
+
+def scrape(spec: ScrapeSpec) -> dict | None:
+    """Run the scrape job; return the manifest (None for one shard of several)."""
+    shard = resolve_shard(spec)
+    store = open_store(spec.out)
+    RunOutput(store, "scrape").unpublish()
+    folder = records.shard_dir(*shard)
+    _check_shard_spec(store, folder, spec)
+    _fetch_shard(spec, store, shard)
+    if shard[1] > 1:
+        log.info("shard %d/%d done; when all %d are, run: headstart scrape-merge --out %s",
+                 shard[0], shard[1], shard[1], spec.out)
+        return None
+    settings = SplitSettings(**{k: getattr(spec, k) for k in SplitSettings.model_fields})
+    return finalize(store, settings, shard_count=1)
