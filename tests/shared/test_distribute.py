@@ -1,0 +1,47 @@
+"""shared.distribute: strategy selection (one-device path) and Batch array shards."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from shared.distribute import batch_array_shard, get_strategy
+from shared.errors import UserError
+
+
+def test_one_device_gets_the_default_strategy(caplog):
+    import tensorflow as tf
+
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        pytest.skip("more than one GPU visible: the one-device path does not apply")
+    with caplog.at_level(logging.INFO, logger="shared.distribute"):
+        strategy = get_strategy()
+    assert strategy is tf.distribute.get_strategy()
+    assert strategy.num_replicas_in_sync == 1
+    assert "default strategy" in caplog.text
+    with strategy.scope():
+        v = tf.Variable(1.0)
+    assert float(v.numpy()) == 1.0
+
+
+def test_several_gpus_get_a_mirrored_strategy(monkeypatch):
+    import tensorflow as tf
+
+    class FakeDevice:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    made = {}
+    monkeypatch.setattr(tf.config, "list_logical_devices",
+                        lambda kind: [FakeDevice("/device:GPU:0"), FakeDevice("/device:GPU:1")])
+    monkeypatch.setattr(tf.distribute, "MirroredStrategy", lambda devices: made.setdefault("d", devices))
+    assert get_strategy() == ["/device:GPU:0", "/device:GPU:1"]
+
+
+def test_batch_array_shard():
+    assert batch_array_shard({}) is None
+    assert batch_array_shard({"AWS_BATCH_JOB_ARRAY_INDEX": "2", "HEADSTART_SHARD_COUNT": "4"}) == (2, 4)
+    with pytest.raises(UserError, match="HEADSTART_SHARD_COUNT"):
+        batch_array_shard({"AWS_BATCH_JOB_ARRAY_INDEX": "2"})
+    with pytest.raises(UserError, match=r"\[0, HEADSTART_SHARD_COUNT\)"):
+        batch_array_shard({"AWS_BATCH_JOB_ARRAY_INDEX": "4", "HEADSTART_SHARD_COUNT": "4"})
