@@ -3,7 +3,7 @@
 ``image_server.url(path)`` builds URLs; ``image_server.allow`` is the ``--allow-loopback``
 value admitting exactly this server (``localhost:PORT``). Routes:
 
-* ``/img/<name>.jpg|png`` — a generated image, different per name (``?size=WxH``);
+* ``/img/<name>.jpg|png`` — a generated image, different per name (``?size=WxH&delay=S``);
 * ``/status/<code>`` — that status with no image;
 * ``/flaky/<name>`` — 500 twice, then the image (``/flaky429/<name>``: 429 once);
 * ``/slow`` — headers and a few bytes, then silence; ``/trickle`` — a byte every 0.1 s;
@@ -75,6 +75,7 @@ class _Handler(BaseHTTPRequestHandler):
         hits = self.server.hits[path]
         name = path.rsplit("/", 1)[-1]
         if path.startswith("/img/"):
+            time.sleep(float(query.get("delay", ["0"])[0]))
             w, h = map(int, query.get("size", ["64x48"])[0].split("x"))
             fmt = "PNG" if name.endswith(".png") else "JPEG"
             return self._send(200, make_image(name, (w, h), fmt), ctype="application/octet-stream")
