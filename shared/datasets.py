@@ -72,21 +72,27 @@ def check_label_sizes(counts: dict[str, int], needed: int, where: str) -> None:
 
 
 def _is_candidate(key: str) -> bool:
-    name = key.rsplit("/", 1)[-1]
-    return not name.startswith(".") and name not in _IGNORED_NAMES
+    parts = key.split("/")
+    # Hidden folders too: a local store never lists them, so S3 must not either.
+    return not any(p.startswith(".") for p in parts) and parts[-1] not in _IGNORED_NAMES
 
 
-def _list_keys(store: Store, uri: str) -> list[str]:
+def _list_keys(store: Store, uri: str) -> tuple[list[str], set[str]]:
+    """Candidate image keys, and the split folders present (even when they hold no images)."""
     local = store.local_path()
     if local is not None and not local.is_dir():
         what = "a file" if local.exists() else "missing"
         raise UserError(f"dataset must be a folder of <label>/ folders or train/valid/test; "
                         f"{uri!r} is {what}")
-    keys = [k for k in store.list() if _is_candidate(k)]
+    all_keys = list(store.list())
+    keys = [k for k in all_keys if _is_candidate(k)]
     if not keys:
         raise UserError(f"no images found in dataset {uri!r}: expected <label>/<image> files "
                         "or train/<label>/<image>")
-    return keys
+    split_folders = {k.split("/")[0] for k in all_keys if "/" in k and k.split("/")[0] in SPLITS}
+    if local is not None:
+        split_folders |= {s for s in SPLITS if (local / s).is_dir()}
+    return keys, split_folders
 
 
 def stratified_split(items: list[Item], valid_fraction: float, test_fraction: float,
@@ -166,10 +172,14 @@ def _check_labels(splits: dict[str, list[Item]], uri: str) -> list[str]:
 def discover(uri: str, config: SplitConfig = SplitConfig()) -> DatasetIndex:
     """Index a dataset: detect its layout, split a flat one, and check labels per split."""
     store = open_store(uri)
-    keys = _list_keys(store, uri)
+    keys, split_folders = _list_keys(store, uri)
     if any(k.split("/")[0] in SPLITS and k.count("/") >= 1 for k in keys):
         layout = "imagenet"
         splits = _imagenet_items(keys, uri)
+        for split in sorted(split_folders - set(splits)):
+            # A valid/ or test/ folder without images is a mistake, not "no such split".
+            raise UserError(f"split {split!r} of dataset {uri!r} is empty: {split}/ holds no "
+                            "images; add <label>/<image> files or remove the folder")
         splits = {s: _cap_per_label(v, config.max_per_label, config.seed) for s, v in splits.items()}
         if "valid" not in splits and config.valid_fraction > 0:
             # Early stopping needs a validation set: carve it from train, stratified.
