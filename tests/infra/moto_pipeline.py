@@ -18,7 +18,8 @@ from infra_helpers import load_template, resources, state_machine_definition
 REGION = "us-east-1"
 BUCKET = "headstart-data"
 JOB_DEFINITIONS = {"Train": "TrainJobDefinition", "Evaluate": "EvaluateJobDefinition",
-                   "Gradcam": "GradcamJobDefinition", "Scrape": "ScrapeJobDefinition"}
+                   "Gradcam": "GradcamJobDefinition", "Scrape": "ScrapeJobDefinition",
+                   "ScrapeMerge": "ScrapeMergeJobDefinition"}
 
 
 def _camel(key: str) -> str:
@@ -90,7 +91,7 @@ def _register_job_definitions(batch, template: dict[str, Any]) -> dict[str, str]
                      if k in ("Command", "ResourceRequirements")}
         container["image"] = "headstart:test"
         out = batch.register_job_definition(
-            jobDefinitionName=f"headstart-{short.lower()}", type="container",
+            jobDefinitionName=f"headstart-{short}", type="container",
             parameters=props["Parameters"], containerProperties=camel_keys(container),
             retryStrategy=camel_keys(props["RetryStrategy"]), timeout=camel_keys(props["Timeout"]))
         arns[f"{short}JobDefinitionArn"] = out["jobDefinitionArn"]

@@ -14,7 +14,8 @@ from infra_helpers import (PLACEHOLDER, ROOT, TEMPLATE, load_template, resources
                            state_machine_definition, transformed_template, walk)
 
 JOB_DEFINITIONS = {"TrainJobDefinition": "train", "EvaluateJobDefinition": "evaluate",
-                   "GradcamJobDefinition": "gradcam", "ScrapeJobDefinition": "scrape"}
+                   "GradcamJobDefinition": "gradcam", "ScrapeJobDefinition": "scrape",
+                   "ScrapeMergeJobDefinition": "scrape-merge"}
 GPU_JOBS = {"train", "evaluate", "gradcam"}
 # The one AWS managed policy we allow: what the ECS agent on a Batch instance needs.
 ALLOWED_MANAGED = ("service-role/AmazonEC2ContainerServiceforEC2Role",
@@ -119,13 +120,14 @@ def test_every_state_machine_placeholder_is_substituted():
 def test_state_machine_tasks_use_sync_batch_with_throttling_retry_and_catch():
     states = state_machine_definition()["States"]
     batch = {n: s for n, s in states.items() if s.get("Resource", "").startswith("arn:aws:states:::batch:")}
-    assert {"Scrape", "ScrapeArray", "Train", "Evaluate", "Gradcam"} <= set(batch)
+    assert {"Scrape", "ScrapeArray", "ScrapeMerge", "Train", "Evaluate", "Gradcam"} <= set(batch)
     for name, state in batch.items():
         assert state["Resource"].endswith("submitJob.sync"), name
         retry = state["Retry"][0]
         assert "Batch.TooManyRequestsException" in retry["ErrorEquals"] and retry["BackoffRate"] > 1
         assert state["Catch"][0]["Next"] == "RecordFailure"
     assert "ArrayProperties" in states["ScrapeArray"]["Parameters"]
+    assert states["ScrapeArray"]["Next"] == "ScrapeMerge" and states["ScrapeMerge"]["Next"] == "Train"
 
 
 def _statements(template):

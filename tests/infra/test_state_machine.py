@@ -72,7 +72,10 @@ def test_a_large_url_list_scrapes_as_an_array_job_on_the_cpu_queue(aws):
     assert scrape["arrayProperties"] == {"size": 4}
     assert _env(scrape)["HEADSTART_SHARD_COUNT"] == "4"
     assert scrape["parameters"] == {"urls": body["urls"], "out": body["dataset"]}
-    assert [r["jobName"] for r in submitted[1:]] == ["headstart-train", "headstart-evaluate", "headstart-gradcam"]
+    merge = submitted[1]
+    assert (merge["jobName"], merge["parameters"]) == ("headstart-scrape-merge", {"out": body["dataset"]})
+    assert merge["jobDefinition"] == arns["ScrapeMergeJobDefinitionArn"]
+    assert [r["jobName"] for r in submitted[2:]] == ["headstart-train", "headstart-evaluate", "headstart-gradcam"]
 
 
 def test_a_small_url_list_scrapes_in_one_job(aws):
@@ -81,6 +84,7 @@ def test_a_small_url_list_scrapes_in_one_job(aws):
                           urls_uri=f"s3://{BUCKET}/datasets/dogs/urls.csv", shards=1)
     assert _run(arns, body)["status"] == "SUCCEEDED"
     assert submitted[0]["jobName"] == "headstart-scrape" and "arrayProperties" not in submitted[0]
+    assert submitted[1]["jobName"] == "headstart-train"  # an unsharded scrape merges itself
 
 
 def test_a_failing_job_ends_in_the_catch_and_records_the_failure_next_to_the_run(aws, monkeypatch):
