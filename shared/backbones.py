@@ -138,13 +138,19 @@ def load_backbone_weights(model, name: str, uri: str) -> None:
         path = local / key
         if not path.is_file():
             raise UserError(f"weights file not found: {uri!r}")
-    else:
-        import tempfile
+        _load_weights_file(model, name, uri, path)
+        return
+    import tempfile
 
+    with tempfile.TemporaryDirectory(prefix="headstart-weights-") as tmp:  # removed after loading
         try:
-            path = store.download_file(key, os.path.join(tempfile.mkdtemp(), key))
+            path = store.download_file(key, os.path.join(tmp, key))
         except FileNotFoundError:
             raise UserError(f"weights file not found: {uri!r}") from None
+        _load_weights_file(model, name, uri, path)
+
+
+def _load_weights_file(model, name: str, uri: str, path) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
