@@ -1,0 +1,48 @@
+"""Parameters of the gradcam job."""
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from shared.specs import JobSpec
+
+
+class GradcamSpec(JobSpec):
+    model: str = Field(description="a published train run (folder or URI holding model.keras)",
+                       json_schema_extra={"positional": True})
+    images: str = Field(description="a dataset (with --split), a folder of images, a .txt list of "
+                        "image URIs, or comma-separated URIs", json_schema_extra={"positional": True})
+    out: str = Field(description="output folder or URI")
+    split: str = Field("test", pattern="^(train|valid|test|all)$",
+                       description="dataset split to explain: train | valid | test | all")
+    method: str = Field("gradcam", pattern=r"^(gradcam|gradcam\+\+|activation)$",
+                        description="gradcam | gradcam++ | activation (mean of the last activations)")
+    layer: str | None = Field(None, description="target layer inside the backbone (default: the "
+                              "last one with a 2-D feature map)")
+    target: str = Field("predicted", description="class to explain: predicted | true | a label name")
+    batch_size: int = Field(32, ge=1, le=4096, description="images per batch")
+    overlay_size: int = Field(224, ge=16, le=2048, description="side of the overlay images in pixels")
+    alpha: float = Field(0.45, ge=0, le=1, description="opacity of the heatmap in the overlays")
+    colormap: str = Field("jet", description="matplotlib colormap of the heatmaps")
+    faithfulness: bool = Field(True, description="score each heatmap by masking its top pixels "
+                               "against masking random ones (two extra forward passes)")
+    mask_fraction: float = Field(0.2, gt=0, lt=1, description="share of pixels masked for faithfulness")
+    grid_per_class: int = Field(36, ge=0, le=400, description="overlays per class on the grid sheets")
+    shard: str | None = Field(None, description="I/N: explain only this deterministic share of the "
+                              "images (default: AWS_BATCH_JOB_ARRAY_INDEX/--shard-count)")
+    shard_count: int | None = Field(None, ge=1, le=100_000, description="number of shards of an "
+                                    "AWS Batch array job (its array size)")
+    min_side: int = Field(8, ge=1, description="skip images smaller than this (pixels)")
+    seed: int = Field(0, description="seed of the random masks of the faithfulness baseline")
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str | None) -> str | None:
+        from shared.errors import UserError
+        from shared.sharding import parse_shard
+
+        if value is not None:
+            try:
+                parse_shard(value)
+            except UserError as exc:
+                raise ValueError(str(exc)) from None
+        return value
