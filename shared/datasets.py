@@ -132,6 +132,15 @@ def _cap_per_label(items: list[Item], cap: int | None, seed: int) -> list[Item]:
     return out
 
 
+def _empty_label_dirs(store: Store) -> list[str]:
+    """Label folders with no files at all (only local stores have empty folders)."""
+    root = store.local_path()
+    if root is None:
+        return []
+    return sorted(p.name for p in root.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and not any(p.rglob("*.*")))
+
+
 def _imagenet_items(keys: list[str], uri: str) -> dict[str, list[Item]]:
     splits: dict[str, list[Item]] = {}
     for key in keys:
@@ -195,7 +204,7 @@ def discover(uri: str, config: SplitConfig = SplitConfig()) -> DatasetIndex:
         if not items:
             raise UserError(f"no images found in dataset {uri!r}: expected <label>/<image> files")
         items = _cap_per_label(items, config.max_per_label, config.seed)
-        counts: dict[str, int] = {}
+        counts: dict[str, int] = dict.fromkeys(_empty_label_dirs(store), 0)
         for item in items:
             counts[item.label] = counts.get(item.label, 0) + 1
         check_label_sizes(counts, config.required_per_label(), uri)

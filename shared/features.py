@@ -54,7 +54,7 @@ def extract_features(extractor: keras.Model, images: np.ndarray, batch_size: int
     n = len(images)
     out_shape = tuple(int(d) for d in extractor.output.shape[1:])
     feats = _allocate((n, views, *out_shape), cache_dir)
-    predict = _compiled(extractor)
+    predict = compiled_call(extractor)
     progress = Progress(n * views, desc, "img", log)
     for start in range(0, n, batch_size):
         batch = np.asarray(images[start:start + batch_size], dtype=np.float32)
@@ -67,11 +67,13 @@ def extract_features(extractor: keras.Model, images: np.ndarray, batch_size: int
     return feats
 
 
-def _compiled(model: keras.Model):
+def compiled_call(model: keras.Model):
+    """``model(x, training=False)`` as one graph for any batch size (no retracing per shape)."""
     import tensorflow as tf
 
-    fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    return lambda x: fn(tf.convert_to_tensor(x))
+    spec = tf.TensorSpec((None, *model.input.shape[1:]), tf.float32)
+    fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    return lambda x: fn(tf.convert_to_tensor(x, dtype=tf.float32))
 
 
 class ArrayBatches(keras.utils.PyDataset):

@@ -15,15 +15,15 @@ log = logging.getLogger(__name__)
 def predict_arrays(model: keras.Model, data: np.ndarray, batch_size: int = 64,
                    desc: str = "predict") -> np.ndarray:
     """Probabilities for ``data`` (images or feature maps), batch by batch."""
-    import tensorflow as tf
+    from shared.features import compiled_call
 
-    fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    fn = compiled_call(model)
     progress = Progress(len(data), desc, "img", log)
     out = []
     for start in range(0, len(data), batch_size):
         STOP.check()
         batch = np.asarray(data[start:start + batch_size], dtype=np.float32)
-        out.append(np.asarray(fn(tf.convert_to_tensor(batch))))
+        out.append(np.asarray(fn(batch)))
         progress.update(len(batch))
     progress.close()
     n_out = int(model.output.shape[-1])
