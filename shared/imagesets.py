@@ -137,10 +137,12 @@ def _decode(store: Store, ref: ImageRef, sizes: tuple[int, int], min_side: int,
     return _resize(array, sizes[0]), _resize(array, sizes[1])
 
 
-def iter_chunks(refs: list[ImageRef], model_size: int, display_size: int, chunk: int = 256,
-                min_side: int = 8, max_pixels: int = MAX_PIXELS) -> Iterator[Chunk]:
-    """Decode ``refs`` in order, ``chunk`` at a time; unusable files come back as skipped."""
+def iter_chunks(refs: list[ImageRef], model_size: int, display_size: int | None = None,
+                chunk: int = 256, min_side: int = 8, max_pixels: int = MAX_PIXELS) -> Iterator[Chunk]:
+    """Decode ``refs`` in order, ``chunk`` at a time; unusable files come back as skipped.
+    Without ``display_size`` the display arrays are the model-size ones."""
     stores: dict[str, Store] = {}
+    display_size = display_size or model_size
     workers = min(16, (os.cpu_count() or 2) * 4)  # I/O-bound on remote stores
     with ThreadPoolExecutor(workers) as pool:
         for start in range(0, len(refs), chunk):

@@ -1,0 +1,100 @@
+"""Similarity workflow: trained model + images -> embeddings -> blocked all-pairs scan -> report.
+
+Embeddings are computed chunk by chunk (decoded images never pile up); the all-pairs scan
+then works on the (N, D) embedding matrix in bounded row blocks.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import numpy as np
+
+from jobs.similarity.spec import SimilaritySpec
+from shared import report
+from shared.errors import UserError
+from shared.manifest import RunOutput
+from shared.storage import open_store
+
+log = logging.getLogger("headstart.similarity")
+
+CHUNK = 512
+
+
+def embed_images(spec: SimilaritySpec, trained, refs):
+    """(embeddings (n, d) float32, kept refs, skipped) for ``refs``, chunk by chunk."""
+    from shared.imagesets import iter_chunks
+    from shared.predict import predict_arrays
+    from shared.similarity import embedder
+
+    model = embedder(trained.model)
+    parts, kept, skipped = [], [], []
+    for chunk in iter_chunks(refs, trained.image_size, None, CHUNK, spec.min_side):
+        skipped += chunk.skipped
+        if chunk.refs:
+            parts.append(predict_arrays(model, chunk.model, spec.batch_size, "embed"))
+            kept += chunk.refs
+    if not kept:
+        raise UserError(f"no usable images in {spec.images!r} (split {spec.split}): "
+                        f"{len(skipped)} skipped")
+    return np.concatenate(parts).astype(np.float32), kept, skipped
+
+
+def similarity(spec: SimilaritySpec) -> None:
+    """Run the similarity job described by ``spec``."""
+    from shared.imagesets import resolve_images
+    from shared.similarity import normalize, scan
+    from shared.trained import load_trained
+
+    out = RunOutput(open_store(spec.out), "similarity")
+    out.unpublish()
+    trained = load_trained(spec.model)
+    refs = resolve_images(spec.images, spec.split, trained.split_config())
+    log.info("embedding %d images", len(refs))
+    emb, kept, skipped = embed_images(spec, trained, refs)
+    emb = normalize(emb)
+    splits = [r.split for r in kept]
+    groups = np.asarray([s or "" for s in splits]) if len(set(splits) - {None}) > 1 else None
+    result = scan(emb, spec.neighbours, spec.duplicate_threshold, groups, spec.leakage_threshold,
+                  spec.block_rows, spec.max_pairs)
+    _write(spec, out, trained, emb, kept, skipped, result)
+
+
+def _write(spec, out: RunOutput, trained, emb, kept, skipped, result) -> None:
+    from shared import simreport as sr
+
+    names = [r.uri for r in kept]
+    labels = [r.label for r in kept]
+    splits = [r.split for r in kept]
+    buf = io.BytesIO()
+    np.savez_compressed(buf, embeddings=emb, images=np.asarray(names),
+                        labels=np.asarray([x or "" for x in labels]),
+                        splits=np.asarray([x or "" for x in splits]))
+    out.write_bytes("embeddings.npz", buf.getvalue())
+    out.write_text("neighbours.jsonl", "".join(json.dumps(r) + "\n" for r in
+                                               sr.neighbour_rows(result, names, labels, splits)))
+    out.write_text("duplicates.csv", sr.pairs_csv(sr.pair_rows(result.duplicates, names, labels, splits)))
+    if result.leakage is not None:
+        out.write_text("leakage.csv", sr.pairs_csv(sr.pair_rows(result.leakage, names, labels, splits)))
+    figure = sr.matrix_png(emb, names, labels, spec.per_class)
+    out.write_bytes("similarity_matrix.png", figure)
+    summary = {"images": len(kept), "skipped": len(skipped), "dimensions": int(emb.shape[1]),
+               "duplicates": result.duplicates.total, "duplicate_threshold": spec.duplicate_threshold,
+               "leakage": None if result.leakage is None else result.leakage.total,
+               "leakage_threshold": spec.leakage_threshold,
+               "neighbour_label_agreement": sr.neighbour_agreement(result, labels)}
+    out.write_json("summary.json", summary)
+    out.write_text("skipped.csv", "key,label,status,reason\n" + "".join(
+        f"{s.key},{s.label},{s.status},\"{s.reason}\"\n" for s in skipped))
+    out.write_text("spec.yaml", spec.to_yaml())
+    rep = report.Report(f"Similarity: {trained.meta.get('backbone')} on {spec.images}",
+                        f"model {spec.model} · split {spec.split} · {len(kept)} images")
+    rep.add("Summary", report.cards({k: v for k, v in summary.items() if v is not None}))
+    for heading, body in sr.sections(result, names, labels, splits, figure):
+        rep.add(heading, body)
+    out.write_text("report.html", rep.render())
+    out.publish(images=len(kept), duplicates=result.duplicates.total,
+                leakage=summary["leakage"])
+    log.info("%d images: %d near-duplicate pairs, leakage %s -> %s", len(kept),
+             result.duplicates.total, summary["leakage"], out.uri)
