@@ -34,7 +34,8 @@ def training_curves(history: dict[str, list[float]], phase_starts: dict[str, int
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:  # a panel with no series has nothing to label
+            ax.legend()
     return _png(fig)
 
 
