@@ -44,12 +44,16 @@ def execution_name(dataset: str, bucket: str, key: str, version: str) -> str:
     return f"{readable}-{digest}"
 
 
-def pipeline_input(bucket: str, dataset_name: str, run_id: str, dataset_uri: str,
+def pipeline_input(bucket: str, dataset_name: str, run_prefix: str, dataset_uri: str,
                    urls_uri: str | None = None, shards: int = 1,
                    train_environment: list[dict[str, str]] | None = None,
                    images_uri: str | None = None) -> dict[str, Any]:
-    """The state machine's input (see infra/statemachine/pipeline.asl.json)."""
-    run_prefix = f"runs/{dataset_name}/{run_id}"
+    """The state machine's input (see infra/statemachine/pipeline.asl.json).
+
+    Outputs go to ``s3://<bucket>/<run_prefix>/{model,eval,gradcam}``; a failure is recorded
+    at ``<run_prefix>/_PIPELINE_FAILURE.json`` in the stack's bucket.
+    """
+    run_prefix = run_prefix.strip("/")
     run_uri = f"s3://{bucket}/{run_prefix}"
     return {
         "name": dataset_name,
@@ -92,12 +96,13 @@ def input_for_record(record: dict[str, Any], prefix: str,
     name, marker = parsed
     version = obj.get("versionId") or f"{obj.get('eTag', '')}:{obj.get('sequencer', '')}"
     run_id = execution_name(name, bucket, key, version)
+    run_prefix = f"runs/{name}/{run_id}"
     folder = f"s3://{bucket}/{prefix}{name}"
     if marker == URLS_FILE:
-        body = pipeline_input(bucket, name, run_id, f"{folder}/images", urls_uri=f"{folder}/{URLS_FILE}",
+        body = pipeline_input(bucket, name, run_prefix, f"{folder}/images", urls_uri=f"{folder}/{URLS_FILE}",
                               shards=shards_for(int(obj.get("size", 0)), shard_bytes))
     else:
-        body = pipeline_input(bucket, name, run_id, folder)
+        body = pipeline_input(bucket, name, run_prefix, folder)
     return run_id, body
 
 

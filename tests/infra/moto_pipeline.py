@@ -17,6 +17,7 @@ from infra_helpers import load_template, resources, state_machine_definition
 
 REGION = "us-east-1"
 BUCKET = "headstart-data"
+# Named as the stack names them ("<stack>-<job>"), so lookups by name work too.
 JOB_DEFINITIONS = {"Train": "TrainJobDefinition", "Evaluate": "EvaluateJobDefinition",
                    "Gradcam": "GradcamJobDefinition", "Scrape": "ScrapeJobDefinition",
                    "ScrapeMerge": "ScrapeMergeJobDefinition"}
@@ -91,7 +92,7 @@ def _register_job_definitions(batch, template: dict[str, Any]) -> dict[str, str]
                      if k in ("Command", "ResourceRequirements")}
         container["image"] = "headstart:test"
         out = batch.register_job_definition(
-            jobDefinitionName=f"headstart-{short}", type="container",
+            jobDefinitionName="headstart-" + re.sub(r"(?<!^)([A-Z])", r"-\1", short).lower(), type="container",
             parameters=props["Parameters"], containerProperties=camel_keys(container),
             retryStrategy=camel_keys(props["RetryStrategy"]), timeout=camel_keys(props["Timeout"]))
         arns[f"{short}JobDefinitionArn"] = out["jobDefinitionArn"]

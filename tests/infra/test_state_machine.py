@@ -44,7 +44,7 @@ def _env(request) -> dict[str, str]:
 
 def test_success_runs_train_evaluate_gradcam_with_the_run_layout(aws):
     arns, submitted = aws
-    body = pipeline_input(BUCKET, "flowers", "r1", f"s3://{BUCKET}/datasets/flowers",
+    body = pipeline_input(BUCKET, "flowers", "runs/x/r1", f"s3://{BUCKET}/datasets/flowers",
                           train_environment=[{"Name": "HEADSTART_EPOCHS", "Value": "3"}])
     out = _run(arns, body)
     assert out["status"] == "SUCCEEDED", out
@@ -56,14 +56,14 @@ def test_success_runs_train_evaluate_gradcam_with_the_run_layout(aws):
     assert _env(train)["HEADSTART_EPOCHS"] == "3"
     assert evaluate["parameters"] == {"model": body["model"], "dataset": body["dataset"],
                                       "out": body["evaluation"]}
-    assert gradcam["parameters"]["out"] == f"s3://{BUCKET}/runs/flowers/r1/gradcam"
+    assert gradcam["parameters"]["out"] == f"s3://{BUCKET}/runs/x/r1/gradcam"
     result = json.loads(out["output"])
     assert set(result["jobs"]) == {"train", "evaluate", "gradcam"}
 
 
 def test_a_large_url_list_scrapes_as_an_array_job_on_the_cpu_queue(aws):
     arns, submitted = aws
-    body = pipeline_input(BUCKET, "dogs", "r2", f"s3://{BUCKET}/datasets/dogs/images",
+    body = pipeline_input(BUCKET, "dogs", "runs/x/r2", f"s3://{BUCKET}/datasets/dogs/images",
                           urls_uri=f"s3://{BUCKET}/datasets/dogs/urls.csv", shards=4)
     assert _run(arns, body)["status"] == "SUCCEEDED"
     scrape = submitted[0]
@@ -80,7 +80,7 @@ def test_a_large_url_list_scrapes_as_an_array_job_on_the_cpu_queue(aws):
 
 def test_a_small_url_list_scrapes_in_one_job(aws):
     arns, submitted = aws
-    body = pipeline_input(BUCKET, "dogs", "r3", f"s3://{BUCKET}/datasets/dogs/images",
+    body = pipeline_input(BUCKET, "dogs", "runs/x/r3", f"s3://{BUCKET}/datasets/dogs/images",
                           urls_uri=f"s3://{BUCKET}/datasets/dogs/urls.csv", shards=1)
     assert _run(arns, body)["status"] == "SUCCEEDED"
     assert submitted[0]["jobName"] == "headstart-scrape" and "arrayProperties" not in submitted[0]
@@ -92,11 +92,11 @@ def test_a_failing_job_ends_in_the_catch_and_records_the_failure_next_to_the_run
 
     arns, submitted = aws
     monkeypatch.setenv("MOTO_SIMPLE_BATCH_FAIL_AFTER", "0")  # every moto Batch job fails
-    body = pipeline_input(BUCKET, "flowers", "r4", f"s3://{BUCKET}/datasets/flowers")
+    body = pipeline_input(BUCKET, "flowers", "runs/x/r4", f"s3://{BUCKET}/datasets/flowers")
     out = _run(arns, body)
     assert out["status"] == "FAILED"
     assert [r["jobName"] for r in submitted] == ["headstart-train"]  # nothing after the failure
     s3 = boto3.client("s3", region_name=REGION)
-    record = json.loads(s3.get_object(Bucket=BUCKET, Key="runs/flowers/r4/_PIPELINE_FAILURE.json")["Body"].read())
+    record = json.loads(s3.get_object(Bucket=BUCKET, Key="runs/x/r4/_PIPELINE_FAILURE.json")["Body"].read())
     assert record["Error"] == "States.TaskFailed"
     assert json.loads(record["Cause"])["JobName"] == "headstart-train"

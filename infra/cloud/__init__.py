@@ -1,0 +1,1 @@
+"""Cloud-side library of the ``submit``, ``status`` and ``results`` commands (all boto3 use)."""

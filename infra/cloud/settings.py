@@ -1,0 +1,141 @@
+"""Where the deployed stack is: flags > ``HEADSTART_*`` env > ``--spec`` file > config file >
+the CloudFormation stack's outputs.
+
+The first three layers come from :class:`CloudSpec` fields (the generic spec machinery); the
+config file is ``$HEADSTART_CONFIG`` or ``~/.config/headstart/cloud.yaml`` with the same keys;
+whatever is still missing is read from ``describe_stacks`` of ``--stack`` (one call, only if
+needed).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field
+
+from shared.errors import UserError
+from shared.specs import JobSpec
+
+log = logging.getLogger(__name__)
+
+CONFIG_ENV = "HEADSTART_CONFIG"
+DEFAULT_CONFIG = Path("~/.config/headstart/cloud.yaml")
+# setting -> stack output key (template.yaml Outputs).
+OUTPUT_KEYS = {"bucket": "BucketName", "state_machine": "StateMachineArn",
+               "gpu_queue": "GpuJobQueueArn", "cpu_queue": "CpuJobQueueArn"}
+SETTINGS = ("region", *OUTPUT_KEYS)
+
+
+class CloudSpec(JobSpec):
+    """Cloud settings shared by ``submit`` and ``status``."""
+
+    stack: str = Field("headstart", description="CloudFormation stack deployed from template.yaml")
+    region: str | None = Field(None, description="AWS region; unset: the AWS SDK's")
+    bucket: str | None = Field(None, description="data bucket; unset: the stack's BucketName output")
+    state_machine: str | None = Field(None, description="pipeline state machine ARN; unset: from the stack")
+    gpu_queue: str | None = Field(None, description="GPU Batch job queue; unset: from the stack")
+    cpu_queue: str | None = Field(None, description="CPU Batch job queue; unset: from the stack")
+
+
+@dataclass
+class Cloud:
+    """Resolved settings plus the stack's outputs (job definition ARNs among them)."""
+
+    stack: str
+    region: str | None
+    values: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, str] | None = None
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, region_name=self.region)
+
+    def stack_outputs(self) -> dict[str, str]:
+        """The stack's outputs (fetched once); UserError when the stack does not exist."""
+        if self.outputs is None:
+            cfn = self.client("cloudformation")
+            try:
+                stacks = cfn.describe_stacks(StackName=self.stack)["Stacks"]
+            except cfn.exceptions.ClientError as exc:
+                raise UserError(
+                    f"cannot read CloudFormation stack {self.stack!r} ({exc.response['Error']['Message']}); "
+                    "deploy it with `sam deploy`, pass --stack NAME, or set --bucket/--state-machine/"
+                    "--gpu-queue/--cpu-queue") from None
+            self.outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+        return self.outputs
+
+    def get(self, name: str) -> str:
+        """One setting, falling back to the stack output that provides it."""
+        if self.values.get(name):
+            return self.values[name]
+        key = OUTPUT_KEYS[name]
+        value = self.stack_outputs().get(key)
+        if not value:
+            raise UserError(f"stack {self.stack!r} has no output {key!r}; pass --{name.replace('_', '-')}")
+        self.values[name] = value
+        return value
+
+    def job_definition(self, job: str) -> str:
+        """The job definition of ``headstart <job>``: the stack output, else its name."""
+        key = "".join(part.title() for part in job.split("-")) + "JobDefinitionArn"
+        try:
+            found = self.stack_outputs().get(key)
+        except UserError:
+            found = None  # settings given explicitly, no stack to read: use the name
+        # Batch resolves a bare name to the latest active revision.
+        return found or f"{self.stack}-{job}"
+
+
+# Errors that mean "you pointed at the wrong thing" rather than a crash.
+USER_ERROR_CODES = {"ClientException", "StateMachineDoesNotExist", "InvalidArn", "InvalidName",
+                    "InvalidExecutionInput", "AccessDenied", "AccessDeniedException",
+                    "UnrecognizedClientException", "ValidationError", "ValidationException"}
+
+
+def aws_call(what: str, fn: Any, **kwargs: Any) -> Any:
+    """Call ``fn(**kwargs)``; AWS rejecting the request becomes a one-line UserError."""
+    from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
+
+    try:
+        return fn(**kwargs)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        if error.get("Code") not in USER_ERROR_CODES:
+            raise
+        raise UserError(f"{what} failed: {error.get('Code')}: {error.get('Message')}") from None
+    except (NoCredentialsError, NoRegionError) as exc:
+        raise UserError(f"{what} failed: {exc} (configure AWS credentials, or pass --region)") from None
+
+
+def load_config_file(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The cloud config file's settings ({} when there is none)."""
+    env = dict(os.environ if env is None else env)
+    path = Path(env.get(CONFIG_ENV) or DEFAULT_CONFIG).expanduser()
+    if not path.is_file():
+        if env.get(CONFIG_ENV):
+            raise UserError(f"{CONFIG_ENV} points to a missing file: {str(path)!r}")
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"cloud config {str(path)!r} is not valid YAML: {exc}") from None
+    unknown = sorted(set(data) - {"stack", *SETTINGS}) if isinstance(data, dict) else None
+    if unknown is None or unknown:
+        raise UserError(f"cloud config {str(path)!r} must map settings {['stack', *SETTINGS]} to "
+                        f"values. Received keys: {unknown if unknown else type(data).__name__}")
+    return data
+
+
+def resolve(spec: CloudSpec) -> Cloud:
+    """Merge the spec's settings over the config file; stack outputs fill the rest lazily."""
+    config = load_config_file()
+    chosen = {name: getattr(spec, name) or config.get(name) for name in SETTINGS}
+    default_stack = CloudSpec.model_fields["stack"].default
+    stack = spec.stack if spec.stack != default_stack else config.get("stack", spec.stack)
+    region = chosen.pop("region")
+    return Cloud(stack=stack, region=region, values={k: v for k, v in chosen.items() if v})

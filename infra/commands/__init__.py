@@ -1,0 +1,1 @@
+"""Thin ``headstart`` subcommands for the cloud: ``submit``, ``status``, ``results``."""
