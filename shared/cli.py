@@ -19,6 +19,9 @@ COMMANDS: dict[str, str] = {
     "train": "jobs.train.main",
     "evaluate": "jobs.evaluate.main",
     "demo": "jobs.demo.main",
+    "submit": "infra.commands.submit",
+    "status": "infra.commands.status",
+    "results": "infra.commands.results",
     "scrape": "jobs.scrape.main",
     "scrape-merge": "jobs.scrape.merge_main",
 }
