@@ -45,12 +45,15 @@ class Prepared:
 
 
 def _decode(data: bytes, target: int | None) -> Image.Image:
-    """Decode fully; ``draft`` lets JPEG decode straight at a reduced scale when shrinking."""
+    """Decode fully; when shrinking a JPEG, ``draft`` decodes straight at 1/2, 1/4 or 1/8
+    scale (DCT scaling: several times faster) while staying at least the final size."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         img = Image.open(io.BytesIO(data))
         if target is not None and img.format == "JPEG":
-            img.draft("RGB", (target, target))
+            scale = target / max(img.size)
+            if scale < 1:
+                img.draft("RGB", (max(1, int(img.size[0] * scale)), max(1, int(img.size[1] * scale))))
         img.load()
     return img
 

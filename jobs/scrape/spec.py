@@ -47,7 +47,8 @@ class ScrapeSpec(SplitSettings):
     out: str = Field(description="dataset folder or URI to write train/valid/test/<label>/ into")
     concurrency: int = Field(64, ge=1, le=1024, description="downloads in flight")
     decode_workers: int | None = Field(None, ge=0, le=256, description="processes decoding and "
-                                       "resizing (default: CPU count; 0 = in the download threads)")
+                                       "resizing (default: CPUs - 1, or 0 on <= 2 CPUs; 0 = in the "
+                                       "download threads)")
     timeout: float = Field(10.0, gt=0, le=600, description="seconds per request attempt, body included")
     retries: int = Field(2, ge=0, le=10, description="retries of transient failures (timeouts, "
                          "resets, 429, 5xx)")

@@ -1,0 +1,252 @@
+"""Scrape throughput and memory: ``headstart scrape`` vs img2dataset vs the server's ceiling.
+
+A loopback server (stdlib, in this process) serves N distinct JPEGs (640x480 by default). The
+same URL list is fetched, with the same resize (longest side 256), by:
+
+* ``ceiling``: plain concurrent GETs (no checks, no decoding, nothing stored);
+* ``headstart``: ``python -m shared scrape`` with every check on (SSRF guard, sniffing, bomb
+  guard, full decode, dedupe, resumable records, split, manifest);
+* ``img2dataset``: the PyPI package, installed by this script into its own venv (never a
+  project dependency); null with a reason when it cannot be installed.
+
+Each tool runs as a subprocess; its peak memory is the largest RSS of its process tree
+(sampled from /proc) and ``ru_maxrss`` from ``wait4``. Two N values show whether memory is
+flat in N. The last line printed is one JSON object. ``--quick`` runs in under a minute.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import random
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+I2D_VENV = Path(os.environ.get("HEADSTART_BENCH_CACHE", Path.home() / ".cache" / "headstart-bench")) / "img2dataset-venv"
+
+
+def base_images(count: int, size: tuple[int, int]) -> list[bytes]:
+    """Photo-like JPEGs (smooth gradients + noise, so they compress like photos)."""
+    rng = random.Random(0)
+    out = []
+    for _ in range(count):
+        img = Image.radial_gradient("L").resize(size).convert("RGB")
+        noise = Image.effect_noise(size, rng.uniform(20, 60)).convert("RGB")
+        img = Image.blend(img, noise, 0.5)
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=85)
+        out.append(buf.getvalue())
+    return out
+
+
+def unique_jpeg(base: bytes, n: int) -> bytes:
+    """``base`` with a JPEG comment segment naming ``n``: valid, and distinct per URL."""
+    comment = f"headstart-bench-{n}".encode()
+    return base[:2] + b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment + base[2:]
+
+
+def serve(images: list[bytes]) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"
+
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            n = int(self.path.rsplit("/", 1)[-1].split(".")[0])
+            body = unique_jpeg(images[n % len(images)], n)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    ThreadingHTTPServer.request_queue_size = 1024
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def tree_rss(pid: int) -> int:
+    """RSS in bytes of ``pid`` and all its descendants."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+            rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        total += rss.get(p, 0)
+        stack += children.get(p, [])
+    return total
+
+
+def measure(cmd: list[str], env: dict | None = None, cwd: Path = REPO) -> dict:
+    """Run ``cmd``; wall time, exit code, peak tree RSS and ``ru_maxrss`` (MiB)."""
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr: list[bytes] = []
+    reader = threading.Thread(target=lambda: stderr.append(proc.stderr.read()), daemon=True)
+    reader.start()
+    peak = 0
+    while True:
+        # wait4 (not Popen.poll) so the kernel hands back this child's own rusage.
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        peak = max(peak, tree_rss(proc.pid))
+        time.sleep(0.05)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - start
+    reader.join(timeout=5)
+    return {"seconds": round(wall, 3), "exit": proc.returncode, "peak_tree_rss_mb": round(peak / 2**20, 1),
+            "ru_maxrss_mb": round(usage.ru_maxrss / 1024, 1),
+            "stderr_tail": (stderr[0] if stderr else b"").decode(errors="replace")[-600:]}
+
+
+CEILING = """
+import http.client, sys
+from concurrent.futures import ThreadPoolExecutor
+port, n, conc = map(int, sys.argv[1:4])
+def get(i):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request("GET", f"/img/{i}.jpg")
+    body = c.getresponse().read()
+    c.close()
+    return len(body)
+with ThreadPoolExecutor(conc) as pool:
+    total = sum(pool.map(get, range(n)))
+"""
+
+
+def run_ceiling(port: int, n: int, concurrency: int) -> dict:
+    return measure([sys.executable, "-c", CEILING, str(port), str(n), str(concurrency)])
+
+
+def run_headstart(urls: Path, out: Path, port: int, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, "-m", "shared", "scrape", str(urls), "--out", str(out),
+           "--allow-loopback", f"127.0.0.1:{port}", "--resize", str(args.resize),
+           "--concurrency", str(args.concurrency), "--timeout", "60", "--min-side", "8"]
+    if args.decode_workers is not None:
+        cmd += ["--decode-workers", str(args.decode_workers)]
+    result = measure(cmd, env={**os.environ, "HEADSTART_LOG_LEVEL": "WARNING"})
+    manifest = out / "manifest.json"
+    result["images"] = json.loads(manifest.read_text())["images"] if manifest.exists() else 0
+    return result
+
+
+def install_img2dataset() -> tuple[Path | None, str | None, str | None]:
+    """(executable, version, error): a venv of its own, built once and cached."""
+    exe = I2D_VENV / "bin" / "img2dataset"
+    if not exe.exists():
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(I2D_VENV)], check=True, capture_output=True)
+            subprocess.run([str(I2D_VENV / "bin" / "pip"), "install", "-q", "img2dataset"], check=True,
+                           capture_output=True, timeout=900)
+        except (subprocess.SubprocessError, OSError) as exc:
+            detail = getattr(exc, "stderr", b"") or b""
+            return None, None, f"pip install img2dataset failed: {exc} {detail.decode(errors='replace')[-300:]}"
+    version = subprocess.run([str(I2D_VENV / "bin" / "python"), "-c",
+                              "import importlib.metadata as m; print(m.version('img2dataset'))"],
+                             capture_output=True, text=True).stdout.strip()
+    return exe, version or None, None
+
+
+def run_img2dataset(exe: Path, urls: Path, out: Path, args: argparse.Namespace) -> dict:
+    cmd = [str(exe), "--url_list", str(urls), "--input_format", "csv", "--url_col", "url",
+           "--output_folder", str(out), "--output_format", "files", "--image_size", str(args.resize),
+           "--resize_mode", "keep_ratio_largest", "--resize_only_if_bigger", "True",
+           "--processes_count", str(os.cpu_count() or 1), "--thread_count", str(args.concurrency),
+           "--timeout", "60", "--retries", "0", "--enable_wandb", "False", "--distributor", "multiprocessing",
+           "--number_sample_per_shard", "10000"]
+    result = measure(cmd, env={**os.environ, "WANDB_MODE": "disabled"})
+    stats = [json.loads(p.read_text()) for p in out.glob("*_stats.json")]
+    result["images"] = sum(s.get("successes", 0) for s in stats)
+    return result
+
+
+def bench_one(n: int, images: list[bytes], i2d: Path | None, args: argparse.Namespace, tmp: Path) -> dict:
+    httpd = serve(images)
+    port = httpd.server_address[1]
+    urls = tmp / f"urls-{n}.csv"
+    with open(urls, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["url", "label"])
+        writer.writerows((f"http://127.0.0.1:{port}/img/{i}.jpg", f"label{i % 4}") for i in range(n))
+    row: dict = {"n": n}
+    try:
+        tools = [("ceiling", lambda: run_ceiling(port, n, args.concurrency)),
+                 ("headstart", lambda: run_headstart(urls, tmp / f"hs-{n}", port, args))]
+        if i2d is not None:
+            tools.append(("img2dataset", lambda: run_img2dataset(i2d, urls, tmp / f"i2d-{n}", args)))
+        for name, fn in tools:
+            result = fn()
+            ok = result.get("images", n) if name != "ceiling" else (n if result["exit"] == 0 else 0)
+            row[name] = {"images_per_s": round(ok / result["seconds"], 1), **result}
+            if result["exit"] == 0:
+                row[name].pop("stderr_tail")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small N values, under a minute")
+    parser.add_argument("--sizes", default=None, help="comma-separated N values (default 2000,8000; quick 200,800)")
+    parser.add_argument("--resize", type=int, default=256)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--decode-workers", type=int, default=None)
+    parser.add_argument("--image-size", default="640x480")
+    parser.add_argument("--no-img2dataset", action="store_true")
+    args = parser.parse_args()
+    sizes = [int(s) for s in (args.sizes or ("200,800" if args.quick else "2000,8000")).split(",")]
+    w, h = map(int, args.image_size.split("x"))
+    images = base_images(16, (w, h))
+    i2d, version, error = (None, None, "skipped (--no-img2dataset)") if args.no_img2dataset else install_img2dataset()
+    with tempfile.TemporaryDirectory(prefix="bench-scrape-") as tmp:
+        runs = [bench_one(n, images, i2d, args, Path(tmp)) for n in sizes]
+    hs = [r["headstart"]["images_per_s"] for r in runs]
+    i2 = [r["img2dataset"]["images_per_s"] for r in runs if "img2dataset" in r]
+    result = {
+        "bench": "scrape_speed", "quick": args.quick, "cpus": os.cpu_count(), "image_size": args.image_size,
+        "avg_image_kb": round(sum(map(len, images)) / len(images) / 1024, 1), "resize": args.resize,
+        "concurrency": args.concurrency, "img2dataset_version": version, "img2dataset_error": error,
+        "runs": [{"n": r["n"], **{f"{t}_{k}": r[t][k] for t in ("ceiling", "headstart", "img2dataset")
+                                  if t in r for k in ("images_per_s", "peak_tree_rss_mb", "ru_maxrss_mb", "exit")}}
+                 for r in runs],
+        # At the largest N, where start-up costs weigh least.
+        "headstart_vs_img2dataset": round(hs[-1] / i2[-1], 3) if i2 and i2[-1] else None,
+        "headstart_memory_growth_mb": round(runs[-1]["headstart"]["peak_tree_rss_mb"] - runs[0]["headstart"]["peak_tree_rss_mb"], 1),
+    }
+    for r in runs:
+        for tool in ("headstart", "img2dataset"):
+            if tool in r and r[tool]["exit"] != 0:
+                print(f"{tool} n={r['n']} failed: {r[tool].get('stderr_tail')}", file=sys.stderr)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
