@@ -101,7 +101,8 @@ class CamGraph:
     def check(self, model: keras.Model, size: int = 48, atol: float = 1e-4) -> float:
         """Max |p_rebuilt - p_model| on two random images; raise if above ``atol``."""
         rng = np.random.default_rng(0)
-        images = rng.uniform(0, 255, (2, size, size, 3)).astype("float32")
+        h, w = (d or size for d in model.input.shape[1:3])  # fixed-size models get their size
+        images = rng.uniform(0, 255, (2, h, w, 3)).astype("float32")
         _, logits = self.forward(images)
         ours = np.asarray(self.probabilities(logits))
         theirs = np.asarray(model(images, training=False))
