@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 from typing import Any
 
 import keras
@@ -37,7 +38,12 @@ def weights_from_bytes(model: keras.Model, data: bytes) -> None:
         path = os.path.join(tmp, "w.weights.h5")
         with open(path, "wb") as fh:
             fh.write(data)
-        model.load_weights(path)
+        with warnings.catch_warnings():
+            # The file also holds the optimizer's variables when the model was compiled; a fresh
+            # optimizer is not built yet and Keras warns it skips them. They are restored from
+            # the optimizer file instead (optimizer_from_bytes), so the warning is only noise.
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model.load_weights(path)
 
 
 def optimizer_to_bytes(optimizer: keras.optimizers.Optimizer) -> bytes:
