@@ -19,7 +19,7 @@ from infra_helpers import ROOT, resources, transformed_template
 
 REGION = "us-east-1"
 ARTIFACTS = "headstart-artifacts"  # the bucket infra_helpers points CodeUri at
-pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::S3::BucketPolicy:UserWarning")
+pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS.*BucketPolicy:UserWarning")
 
 
 def _moto_ready(template: dict) -> dict:
