@@ -20,6 +20,8 @@ from shared.runner import STOP
 log = logging.getLogger(__name__)
 
 MEMMAP_BYTES = 2 * 1024**3
+# Inference-only passes need no small batches: bigger ones use the CPU/GPU better.
+EXTRACT_BATCH = 64
 
 
 def augmenter(seed: int) -> keras.Sequential:
@@ -54,6 +56,7 @@ def extract_features(extractor: keras.Model, images: np.ndarray, batch_size: int
     n = len(images)
     out_shape = tuple(int(d) for d in extractor.output.shape[1:])
     feats = _allocate((n, views, *out_shape), cache_dir)
+    batch_size = max(batch_size, EXTRACT_BATCH)
     predict = compiled_call(extractor)
     progress = Progress(n * views, desc, "img", log)
     for start in range(0, n, batch_size):
@@ -68,11 +71,14 @@ def extract_features(extractor: keras.Model, images: np.ndarray, batch_size: int
 
 
 def compiled_call(model: keras.Model):
-    """``model(x, training=False)`` as one graph for any batch size (no retracing per shape)."""
+    """``model(x, training=False)`` as one graph for any batch size (traced once per model)."""
     import tensorflow as tf
 
-    spec = tf.TensorSpec((None, *model.input.shape[1:]), tf.float32)
-    fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    fn = getattr(model, "_headstart_call", None)
+    if fn is None:
+        spec = tf.TensorSpec((None, *model.input.shape[1:]), tf.float32)
+        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        model._headstart_call = fn  # cached: a new tf.function per call would retrace each time
     return lambda x: fn(tf.convert_to_tensor(x, dtype=tf.float32))
 
 
@@ -104,7 +110,12 @@ class ArrayBatches(keras.utils.PyDataset):
         return int(np.ceil(len(self.labels) / self.batch_size))
 
     def __getitem__(self, i: int):
-        idx = np.sort(self.order[i * self.batch_size:(i + 1) * self.batch_size])  # sorted: memmap-friendly
+        idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        if self.shuffle and len(idx) < self.batch_size and len(self.order) > self.batch_size:
+            # Fill the last training batch from the epoch's start: every batch has one shape,
+            # so the train step is traced once (a retrace costs seconds, a step milliseconds).
+            idx = np.concatenate([idx, self.order[: self.batch_size - len(idx)]])
+        idx = np.sort(idx)  # sorted: memmap-friendly
         x = self.data[idx, self.view[idx]] if self.has_views else self.data[idx]
         x = np.asarray(x, dtype=np.float32)
         if self.augment is not None:
