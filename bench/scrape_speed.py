@@ -21,7 +21,6 @@ import io
 import json
 import os
 import random
-import shutil
 import struct
 import subprocess
 import sys

@@ -119,7 +119,9 @@ def _classify(exc: BaseException) -> _Failure:
         return _Failure("connection_error", f"{type(exc).__name__}: {exc}", transient=True)
     if isinstance(exc, (http.client.HTTPException, OSError)):
         return _Failure("connection_error", f"{type(exc).__name__}: {exc}")
-    raise exc
+    # Anything else is still one URL's problem, not the job's: record it and move on.
+    log.warning("unexpected %s while fetching: %s", type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+    return _Failure("error", f"{type(exc).__name__}: {exc}")
 
 
 def _open(target: Target, allow: AllowList, deadline: float) -> _PinnedHTTPConnection:

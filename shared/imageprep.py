@@ -73,6 +73,8 @@ def prepare_image(data: bytes, opts: PrepOptions) -> Prepared:
         info = inspect_image(data, max_pixels=opts.max_pixels, min_side=opts.min_side)
     except ImageRejected as exc:
         return Prepared(exc.status, str(exc), sha=sha)
+    except Exception as exc:  # noqa: BLE001 - parsers of hostile bytes raise all sorts
+        return Prepared("decode_error", f"unreadable header: {type(exc).__name__}: {exc}", sha=sha)
     out = Prepared("ok", sha=sha, format=info.format, width=info.width, height=info.height)
     try:
         img = _decode(data, opts.resize)
@@ -82,7 +84,7 @@ def prepare_image(data: bytes, opts: PrepOptions) -> Prepared:
             out.data, out.ext = _encode_jpeg(img, opts.jpeg_quality), "jpg"
         else:
             out.data, out.ext = data, EXTENSIONS[info.format]
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a decoder failing on hostile bytes is one bad URL
         return Prepared("decode_error", f"corrupt or truncated {info.format}: {exc}", sha=sha,
                         format=info.format, width=info.width, height=info.height)
     out.stored_sha256 = sha if out.data is data else hashlib.sha256(out.data).hexdigest()

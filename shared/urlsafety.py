@@ -22,7 +22,7 @@ import ipaddress
 import logging
 import socket
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from shared.errors import UserError
 
@@ -169,9 +169,15 @@ def parse_url(url: str) -> Target:
     literal = _ip_literal(host)
     if literal is not None:
         host = str(literal)
-    path = parts.path or "/"
+    else:
+        try:  # international names go on the wire (DNS, Host, SNI) as ASCII
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise UrlRejected("bad_url", f"host {host!r} is not a valid domain name") from None
+    # Keep existing %-escapes, escape the rest (search results hold raw non-ASCII paths).
+    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=~-._")
     if parts.query:
-        path = f"{path}?{parts.query}"
+        path = f"{path}?{quote(parts.query, safe='/%:@!$&()*+,;=?~-._')}"
     return Target(url, scheme, host, port or (443 if scheme == "https" else 80), path, literal)
 
 

@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import os
+import resource
 import tempfile
 import time
 from contextlib import contextmanager
@@ -106,6 +107,7 @@ def read_json(store: Store, key: str) -> dict | None:
 def merged_records(store: Store, keys: list[str]) -> Iterator[Iterator[dict]]:
     """All records of ``keys`` in index order (a k-way merge of sorted parts kept on local disk,
     so memory does not grow with the number of URLs); a repeated index is yielded once."""
+    _allow_open_files(len(keys) + 64)
     with tempfile.TemporaryDirectory(prefix="headstart-scrape-") as tmp:
         paths = []
         local = store.local_path()
@@ -121,6 +123,14 @@ def merged_records(store: Store, keys: list[str]) -> Iterator[Iterator[dict]]:
         finally:
             for h in handles:
                 h.close()
+
+
+def _allow_open_files(needed: int) -> None:
+    """The merge keeps one file open per part; raise the soft limit towards the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _unique(rows: Iterator[dict]) -> Iterator[dict]:

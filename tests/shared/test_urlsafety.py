@@ -96,3 +96,8 @@ def test_allow_list_refuses_non_loopback_entries() -> None:
 def test_enabling_loopback_is_logged_loudly(caplog: pytest.LogCaptureFixture) -> None:
     AllowList.parse(["127.0.0.1:9000"])
     assert any(r.levelname == "WARNING" and "SECURITY" in r.getMessage() for r in caplog.records)
+
+
+def test_non_ascii_hosts_and_paths_go_on_the_wire_as_ascii() -> None:
+    target = parse_url("http://bücher.example/übild.jpg?q=ä&x=%20")
+    assert (target.host, target.path) == ("xn--bcher-kva.example", "/%C3%BCbild.jpg?q=%C3%A4&x=%20")
