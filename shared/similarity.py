@@ -78,7 +78,8 @@ def block_rows(n: int, block_bytes: int = BLOCK_BYTES) -> int:
 
 
 def _topk(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    n = sims.shape[1]
+    idx = np.argpartition(sims, n - k, axis=1)[:, n - k:]  # no negated copy of the block
     part = np.take_along_axis(sims, idx, axis=1)
     order = np.argsort(-part, axis=1, kind="stable")
     return np.take_along_axis(idx, order, axis=1), np.take_along_axis(part, order, axis=1)
@@ -96,6 +97,8 @@ def scan(embeddings: np.ndarray, k: int = 5, duplicate_threshold: float = 0.98,
     nsim = np.zeros((n, k), np.float32)
     dups = Pairs(duplicate_threshold, max_pairs)
     leak = Pairs(leakage_threshold, max_pairs) if groups is not None else None
+    if groups is not None:  # small integer codes: cheap to compare block-wide
+        groups = np.unique(np.asarray(groups), return_inverse=True)[1].astype(np.int32)
     progress = Progress(n, "similarity", "img", log)
     for start in range(0, n, rows):
         STOP.check()

@@ -1,0 +1,61 @@
+"""All-pairs embedding similarity at scale: time and peak memory for N = 1k, 10k, 50k.
+
+The scan (nearest neighbours, near-duplicates, cross-split leakage) runs in row blocks of
+the similarity matrix, so its working memory must stay flat while a full N x N matrix would
+grow as N^2 (50k: 9.3 GiB). Peak memory is measured with tracemalloc (numpy allocations)
+over the scan alone; the (N, D) embeddings themselves are reported separately.
+Prints one JSON line last.
+
+    .venv/bin/python bench/similarity_scale.py [--quick] [--dim 1280]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+import tracemalloc
+
+import numpy as np
+from _common import emit, quiet
+
+
+def _embeddings(n: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(20, dim)).astype("float32")
+    e = centres[rng.integers(0, 20, n)] + rng.normal(scale=0.8, size=(n, dim)).astype("float32")
+    e[n // 2] = e[1]  # one planted duplicate, across the two "splits" below
+    groups = np.where(np.arange(n) < n // 3, "test", "train")
+    return e, groups
+
+
+def measure(n: int, dim: int) -> dict:
+    from shared.similarity import block_rows, scan
+
+    e, groups = _embeddings(n, dim)
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    result = scan(e, k=5, duplicate_threshold=0.999, groups=groups, leakage_threshold=0.999)
+    seconds = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    found = any({i, j} == {1, n // 2} for i, j, _ in result.leakage.items)
+    return {"n": n, "seconds": round(seconds, 2), "peak_mib": round(peak / 2**20, 1),
+            "embeddings_mib": round(e.nbytes / 2**20, 1), "full_matrix_mib": round(n * n * 4 / 2**20, 1),
+            "block_rows": block_rows(n), "pairs_per_s": round(n * n / seconds), "planted_leak_found": found}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="N = 1k, 5k (under a minute)")
+    parser.add_argument("--dim", type=int, default=1280, help="embedding width (MobileNetV2: 1280)")
+    args = parser.parse_args()
+    quiet()
+    sizes = (1_000, 5_000) if args.quick else (1_000, 10_000, 50_000)
+    runs = [measure(n, args.dim) for n in sizes]
+    first, last = runs[0], runs[-1]
+    emit({"bench": "similarity_scale", "dim": args.dim, "quick": args.quick, "runs": runs,
+          "peak_growth": round(last["peak_mib"] / max(first["peak_mib"], 1e-9), 2),
+          "n_growth": last["n"] / first["n"], "n2_growth": (last["n"] / first["n"]) ** 2})
+
+
+if __name__ == "__main__":
+    main()
