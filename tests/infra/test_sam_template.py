@@ -52,7 +52,8 @@ def test_one_job_definition_per_job_with_gpu_only_where_needed():
     for name, props in defs.items():
         job = JOB_DEFINITIONS[name]
         reqs = {r["Type"]: r["Value"] for r in props["ContainerProperties"]["ResourceRequirements"]}
-        assert reqs.get("GPU") == ("1" if job in GPU_JOBS else None), name
+        expected = {"Ref": "TrainGpuCount"} if job == "train" else "1" if job in GPU_JOBS else None
+        assert reqs.get("GPU") == expected, name
         assert props["Timeout"]["AttemptDurationSeconds"] > 0
 
 
