@@ -93,20 +93,36 @@ def epoch(batches: ArrayBatches) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_every_sample_once_per_epoch_with_its_label_and_one_view():
-    n, views = 11, 3
+    n, views, batch = 11, 3, 4
     labels = np.arange(n, dtype=np.int32) * 10
-    ds = ArrayBatches(view_data(n, views), labels, batch_size=4, seed=5, has_views=True)
+    ds = ArrayBatches(view_data(n, views), labels, batch_size=batch, seed=5, has_views=True)
     assert len(ds) == 3
     seen_views = set()
     for e in range(4):
         ds.set_epoch(e)
-        x, y = epoch(ds)
-        assert x.dtype == np.float32 and x.shape == (n, 2)
-        assert sorted(x[:, 0].astype(int).tolist()) == list(range(n))   # each sample exactly once
-        np.testing.assert_array_equal(y, x[:, 0].astype(int) * 10)        # labels stay paired
+        parts = [ds[i] for i in range(len(ds))]
+        # Every training batch has one shape (one traced step): the last is topped up from the
+        # start of the epoch's order, so each sample comes once plus those few repeats.
+        assert [len(y) for _, y in parts] == [batch] * 3
+        x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        assert x.dtype == np.float32 and x.shape == (len(ds) * batch, 2)
+        samples = x[:, 0].astype(int)
+        counts = np.bincount(samples, minlength=n)
+        assert counts.min() == 1 and counts.sum() == len(ds) * batch
+        assert set(np.flatnonzero(counts == 2)) == set(ds.order[: len(ds) * batch - n].tolist())
+        np.testing.assert_array_equal(y, samples * 10)                    # labels stay paired
+        np.testing.assert_array_equal(x[:, 1].astype(int), ds.view[samples])  # one view per sample
         assert set(x[:, 1].astype(int)) <= set(range(views))
         seen_views |= set(x[:, 1].astype(int).tolist())
     assert seen_views == set(range(views))
+
+
+def test_exact_multiple_of_the_batch_size_has_no_repeats():
+    ds = ArrayBatches(view_data(12, 2), np.arange(12), batch_size=4, seed=1, has_views=True)
+    x, y = epoch(ds)
+    assert sorted(y.tolist()) == list(range(12))
+    small = ArrayBatches(view_data(3, 2), np.arange(3), batch_size=8, seed=1, has_views=True)
+    assert len(small) == 1 and sorted(small[0][1].tolist()) == [0, 1, 2]  # fewer than one batch
 
 
 def test_order_depends_only_on_seed_and_epoch():
@@ -151,10 +167,11 @@ def test_no_shuffle_is_in_order_with_view_zero():
 
 
 def test_plain_arrays_without_views():
-    data = np.arange(9 * 2 * 2 * 3, dtype=np.uint8).reshape(9, 2, 2, 3)
-    ds = ArrayBatches(data, np.arange(9), batch_size=4, seed=0)
+    data = np.arange(8 * 2 * 2 * 3, dtype=np.uint8).reshape(8, 2, 2, 3)
+    ds = ArrayBatches(data, np.arange(8), batch_size=4, seed=0)
     x, y = epoch(ds)
-    assert x.shape == (9, 2, 2, 3) and x.dtype == np.float32
+    assert x.shape == (8, 2, 2, 3) and x.dtype == np.float32
+    assert sorted(y.tolist()) == list(range(8))
     np.testing.assert_array_equal(x, data[y].astype(np.float32))
 
 
