@@ -12,6 +12,7 @@ from shared.errors import UserError
 log = logging.getLogger(__name__)
 
 LOG_GROUP = "/aws/batch/job"
+BOOKKEEPING = {"RecordFailure", "Failed", "Succeeded"}
 
 
 @dataclass
@@ -62,8 +63,9 @@ def _job(cloud: Cloud, job_id: str) -> Status:
 
 
 def _history(sfn: Any, arn: str) -> list[dict[str, Any]]:
+    """Every history event, newest first (sorted here: not every endpoint honours reverseOrder)."""
     pages = sfn.get_paginator("get_execution_history").paginate(executionArn=arn, reverseOrder=True)
-    return [event for page in pages for event in page["events"]]
+    return sorted((event for page in pages for event in page["events"]), key=lambda e: e["id"], reverse=True)
 
 
 def _details(event: dict[str, Any]) -> dict[str, Any]:
@@ -87,9 +89,11 @@ def _execution(cloud: Cloud, arn: str) -> Status:
         raise UserError(f"no pipeline execution {arn!r}") from None
     status = Status(arn, "execution", desc["status"])
     events = _history(sfn, arn)  # newest first
-    entered = next((e for e in events if e["type"].endswith("StateEntered")), None)
-    if entered:
-        status.step = _details(entered).get("name")
+    # The newest state entered, skipping the failure bookkeeping so a failed run names the
+    # step that failed rather than its Catch.
+    entered = next((_details(e).get("name") for e in events if e["type"].endswith("StateEntered")
+                    and _details(e).get("name") not in BOOKKEEPING), None)
+    status.step = entered
     submitted = next((e for e in events if e["type"] == "TaskSubmitted"), None)
     if submitted:
         output = _failed_job(_details(submitted).get("output"))

@@ -83,9 +83,20 @@ def patch_sfn_batch(monkeypatch) -> list[dict[str, Any]]:
     return BatchClientAdapter.submitted
 
 
+def _defaults(value: Any, parameters: dict[str, Any]) -> Any:
+    """Replace ``{"Ref": <template parameter>}`` with the parameter's default, as a string."""
+    if isinstance(value, list):
+        return [_defaults(v, parameters) for v in value]
+    if isinstance(value, dict):
+        if set(value) == {"Ref"} and value["Ref"] in parameters:
+            return str(parameters[value["Ref"]]["Default"])
+        return {k: _defaults(v, parameters) for k, v in value.items()}
+    return value
+
+
 def _register_job_definitions(batch, template: dict[str, Any]) -> dict[str, str]:
     arns = {}
-    defs = dict(resources(template, "AWS::Batch::JobDefinition"))
+    defs = _defaults(dict(resources(template, "AWS::Batch::JobDefinition")), template["Parameters"])
     for short, logical in JOB_DEFINITIONS.items():
         props = defs[logical]
         container = {k: v for k, v in props["ContainerProperties"].items()

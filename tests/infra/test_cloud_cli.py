@@ -80,7 +80,7 @@ def test_submit_pipeline_starts_an_execution_and_status_follows_it(stack, headst
     code, out, err = headstart("status", arn)
     assert code == 0, err
     assert _field(out, "state") == "SUCCEEDED"
-    assert _field(out, "step")  # the last state entered
+    assert _field(out, "step") == "Gradcam"  # the last step
 
 
 def test_status_of_a_failed_pipeline_names_the_step_reason_and_log_stream(stack, headstart, monkeypatch):
@@ -91,6 +91,7 @@ def test_status_of_a_failed_pipeline_names_the_step_reason_and_log_stream(stack,
     code, out, err = headstart("status", arn)
     assert code == 0, err
     assert _field(out, "state") == "FAILED"
+    assert _field(out, "step") == "Train"
     assert _field(out, "failure")
     assert _field(out, "batch job").endswith("(FAILED)")
     assert "log stream: " in out and "aws logs tail /aws/batch/job" in out
