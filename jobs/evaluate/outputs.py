@@ -45,7 +45,7 @@ def _per_class_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def _report(spec: EvaluateSpec, trained: TrainedModel, summary: dict, figs: dict[str, bytes],
-            worst: list[dict], split: LoadedSplit) -> str:
+            worst: list[dict], split: LoadedSplit, extra: list[tuple[str, str]] = ()) -> str:
     rep = report.Report(f"Evaluation: {trained.meta.get('backbone')} on {spec.dataset}",
                         f"model {spec.model} · split {spec.split} · {summary['n']} images, "
                         f"{len(split.skipped)} skipped")
@@ -64,6 +64,8 @@ def _report(spec: EvaluateSpec, trained: TrainedModel, summary: dict, figs: dict
               f"{w['key'].rsplit('/', 1)[-1]}: true {w['true']}, predicted {w['predicted']} "
               f"({w['probability']:.2f})", w.get("gradcam")) for w in worst]
     rep.add("Worst misclassifications", report.gallery(tiles) if tiles else "<p>None: every image is right.</p>")
+    for heading, body in extra:  # explanations (jobs/evaluate/explain.py)
+        rep.add(heading, body)
     if split.skipped:
         rep.add("Skipped images", report.table(["key", "status", "reason"],
                                                [[s.key, s.status, s.reason] for s in split.skipped]))
@@ -77,6 +79,9 @@ def write_outputs(spec: EvaluateSpec, out: RunOutput, trained: TrainedModel, spl
     figs = {"confusion_matrix.png": plots.confusion_matrix(matrix, labels, normalized=False),
             "confusion_matrix_normalized.png": plots.confusion_matrix(row_normalize(matrix), labels, True)}
     worst = worst_errors(split, probs, labels, spec.worst)
+    from jobs.evaluate.explain import explain  # Grad-CAM links of `worst` + similarity section
+
+    extra = explain(out, trained, split, worst)
     for name, png in figs.items():
         out.write_bytes(name, png)
     if worst:
@@ -92,5 +97,5 @@ def write_outputs(spec: EvaluateSpec, out: RunOutput, trained: TrainedModel, spl
     out.write_text("skipped.csv", "key,label,status,reason\n" + "".join(
         f"{s.key},{s.label},{s.status},\"{s.reason}\"\n" for s in split.skipped))
     out.write_text("spec.yaml", spec.to_yaml())
-    out.write_text("report.html", _report(spec, trained, summary, figs, worst, split))
+    out.write_text("report.html", _report(spec, trained, summary, figs, worst, split, extra))
     out.publish(accuracy=summary["accuracy"], n=summary["n"], split=spec.split)

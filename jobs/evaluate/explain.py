@@ -1,0 +1,89 @@
+"""Explanations inside the evaluate report: Grad-CAM of the worst errors and a similarity section.
+
+Cost stays bounded: Grad-CAM runs on the worst ``N`` images only, and the similarity scan
+embeds at most :data:`SIMILARITY_CAP` images of the evaluated split. An explanation that
+cannot be computed (e.g. a model without a convolutional feature map) is logged and left
+out; it never fails the evaluation itself.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from shared.errors import UserError
+from shared.loading import LoadedSplit
+from shared.manifest import RunOutput
+from shared.trained import TrainedModel
+
+log = logging.getLogger("headstart.evaluate")
+
+SIMILARITY_CAP = 2000   # images embedded for the similarity section
+DISPLAY = 192           # minimum side of the Grad-CAM overlays
+DUPLICATE_THRESHOLD = 0.98
+
+
+def gradcam_worst(out: RunOutput, trained: TrainedModel, split: LoadedSplit,
+                  worst: list[dict[str, Any]], batch_size: int = 32) -> None:
+    """Write ``gradcam/<n>.png`` for each worst error (map of the wrong prediction) and link it."""
+    from shared.camgraph import build_cam_graph
+    from shared.gradcam import make_cam, upsample
+    from shared.overlay import overlay_png
+
+    if not worst:
+        return
+    images = np.stack([split.images[w["index"]] for w in worst])
+    graph = build_cam_graph(trained.model)
+    result = make_cam("gradcam", graph).run(images, None, batch_size)
+    side = max(DISPLAY, images.shape[1])
+    heat = upsample(result.heatmaps, side, side)
+    for n, w in enumerate(worst):
+        shown = np.asarray(Image.fromarray(images[n]).resize((side, side), Image.BILINEAR))
+        text = f"true {w['true']}, predicted {w['predicted']} {w['probability']:.2f}"
+        out.write_bytes(f"gradcam/{n}.png", overlay_png(shown, heat[n], text))
+        w["gradcam"] = f"gradcam/{n}.png"
+    log.info("Grad-CAM of the %d worst errors (layer %s)", len(worst), graph.layer_name)
+
+
+def similarity_sections(out: RunOutput, trained: TrainedModel, split: LoadedSplit,
+                        batch_size: int = 64) -> list[tuple[str, str]]:
+    """Embed (a capped sample of) the split; write the matrix figure and duplicates.csv."""
+    from shared import simreport as sr
+    from shared.predict import predict_arrays
+    from shared.similarity import embedder, normalize, scan
+
+    n = len(split)
+    idx = np.linspace(0, n - 1, min(n, SIMILARITY_CAP)).round().astype(int) if n else np.zeros(0, int)
+    idx = np.unique(idx)
+    emb = normalize(predict_arrays(embedder(trained.model), split.images[idx], batch_size, "embed"))
+    names = [split.keys[i] for i in idx]
+    labels = [trained.labels[int(split.labels[i])] for i in idx]
+    result = scan(emb, 1, DUPLICATE_THRESHOLD)
+    figure = sr.matrix_png(emb, names, labels, 2)
+    out.write_bytes("similarity_matrix.png", figure)
+    out.write_text("duplicates.csv", sr.pairs_csv(sr.pair_rows(result.duplicates, names, labels,
+                                                             [split.name] * len(names))))
+    note = (f"<p class='muted'>{len(idx)} of {n} images embedded; "
+            "run <code>headstart similarity</code> for every image and the train/test leakage report.</p>")
+    sections = sr.sections(result, names, labels, [split.name] * len(names), figure)
+    agreement = sr.neighbour_agreement(result, labels)
+    if agreement is not None:
+        note += f"<p>Nearest neighbour has the same label for {agreement:.1%} of the images.</p>"
+    return [(f"Similarity: {h.lower()}" if i else "Similarity", b + (note if i == 0 else ""))
+            for i, (h, b) in enumerate(sections)]
+
+
+def explain(out: RunOutput, trained: TrainedModel, split: LoadedSplit,
+            worst: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Both explanations; returns extra report sections. Failures are logged, not raised."""
+    try:
+        gradcam_worst(out, trained, split, worst)
+    except (UserError, RuntimeError, ValueError) as exc:
+        log.warning("no Grad-CAM for the worst errors: %s", exc)
+    try:
+        return similarity_sections(out, trained, split)
+    except (UserError, RuntimeError, ValueError) as exc:
+        log.warning("no similarity section: %s", exc)
+        return []
