@@ -51,6 +51,7 @@ class Cloud:
     outputs: dict[str, str] | None = None
 
     def client(self, service: str) -> Any:
+        """A boto3 client for ``service`` in the resolved region."""
         import boto3
 
         return boto3.client(service, region_name=self.region)

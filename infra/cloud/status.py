@@ -31,6 +31,7 @@ class Status:
 
 
 def is_execution(ident: str) -> bool:
+    """Whether ``ident`` is a Step Functions execution ARN (else: a Batch job id)."""
     return ident.startswith("arn:") and ":execution:" in ident
 
 

@@ -22,6 +22,7 @@ SPEC = ResultsSpec
 
 
 def run(spec: ResultsSpec) -> None:
+    """List the run's artifacts, print its metrics, download its report."""
     from infra.cloud.results import collect, format_results
 
     target = None

@@ -17,6 +17,7 @@ SPEC = StatusSpec
 
 
 def run(spec: StatusSpec) -> None:
+    """Print the state, step, failure reason and log stream of an execution or job."""
     from infra.cloud.settings import resolve
     from infra.cloud.status import format_status, get_status
 

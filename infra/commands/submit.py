@@ -52,6 +52,7 @@ SPEC = SubmitSpec
 
 
 def run(spec: SubmitSpec) -> None:
+    """Start the pipeline or submit one job; print its id and how to follow it."""
     from infra.cloud.settings import resolve
     from infra.cloud.submit import submit_job, submit_pipeline
 
