@@ -55,7 +55,10 @@ def head_layers(n_classes: int, width: int = 1024, dropout: float = 0.3) -> list
         keras.layers.Dropout(dropout, name="head_dropout"),
         keras.layers.GlobalAveragePooling2D(name="head_pool"),
         keras.layers.Dense(width, activation="relu", name="head_dense"),
-        keras.layers.BatchNormalization(name="head_bn"),
+        # momentum 0.9 (Keras default 0.99): a head on cached features often trains for only
+        # a few dozen steps, and 0.99 would leave the moving statistics used at inference far
+        # from the data's (measured: ~20 points of accuracy lost on 10-20 images per label).
+        keras.layers.BatchNormalization(momentum=0.9, name="head_bn"),
         keras.layers.Dense(n_classes, activation="softmax", name="predictions"),
     ]
 
