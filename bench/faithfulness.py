@@ -1,0 +1,100 @@
+"""Are the heatmaps faithful? Grad-CAM vs Grad-CAM++ vs the activation mean vs random masks.
+
+Trains (or reuses) MobileNetV2 at 160 px with the handed offline weights on flowers5, then
+over the test split blurs the top 20% of each heatmap and measures the drop in the
+predicted-class probability, against blurring a random 20% of the same granularity.
+Skips cleanly (one JSON line with "skipped") when ../shared is absent. Prints one JSON line last.
+
+    .venv/bin/python bench/faithfulness.py [--quick] [--run DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import FLOWERS, MOBILENET, emit, have_material, quiet
+
+log = logging.getLogger("bench")
+METHODS = ("gradcam", "gradcam++", "activation")
+
+
+def _train(run: str, per_label: int, epochs: int) -> float:
+    """Train into ``run`` (a no-op when the same spec is already published there)."""
+    from shared.cli import main
+
+    t0 = time.monotonic()
+    code = main(["train", str(FLOWERS), "--backbone", "mobilenet_v2", "--image-size", "160",
+                 "--weights", str(MOBILENET), "--max-per-label", str(per_label), "--epochs",
+                 str(epochs), "--out", run])
+    if code != 0:
+        raise SystemExit(f"training failed with exit code {code}")
+    return time.monotonic() - t0
+
+
+def _test_split(trained, limit: int | None):
+    from shared.datasets import discover
+    from shared.loading import load_split
+    from shared.storage import open_store
+
+    index = discover(str(FLOWERS), trained.split_config())
+    items = index.splits["test"][:limit] if limit else index.splits["test"]
+    return load_split(open_store(str(FLOWERS)), "test", items, trained.labels, trained.image_size)
+
+
+def _score(trained, split, method: str, fraction: float, layer: str | None) -> dict:
+    from shared.camgraph import build_cam_graph
+    from shared.faithfulness import faithfulness, model_predictor
+
+    from shared.gradcam import make_cam
+
+    result = make_cam(method, build_cam_graph(trained.model, layer)).run(split.images, None, 32)
+    base = result.probs[np.arange(len(result)), result.targets]
+    faith = faithfulness(model_predictor(trained.model), split.images, result.heatmaps,
+                         result.targets, base, fraction, seed=0)
+    return {"drop_top": round(float(faith.drop_top.mean()), 4),
+            "drop_random": round(float(faith.drop_random.mean()), 4),
+            "score": round(float(faith.score.mean()), 4),
+            "beats_random": round(float((faith.drop_top > faith.drop_random).mean()), 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small model and test set (under a minute)")
+    parser.add_argument("--run", help="train run folder to create or reuse (default: a temp cache)")
+    parser.add_argument("--fraction", type=float, default=0.2, help="share of pixels masked")
+    parser.add_argument("--layers", default="auto,block_12_add",
+                        help="target layers to compare; auto = the last conv feature map (out_relu, "
+                             "5x5); block_12_add = the last ImageNet block before the dog-tuned ones")
+    args = parser.parse_args()
+    quiet()
+    if not have_material():
+        emit({"bench": "faithfulness", "skipped": True,
+              "reason": f"handed material not found at {FLOWERS.parents[1]}"})
+        return
+    per_label, epochs, limit = (40, 3, 60) if args.quick else (200, 8, None)
+    run = args.run or str(Path(tempfile.gettempdir()) / f"headstart-bench/flowers5-mnv2-{per_label}-{epochs}")
+    train_s = _train(run, per_label, epochs)
+    from shared.trained import load_trained
+
+    trained = load_trained(run)
+    split = _test_split(trained, limit)
+    accuracy = float(np.mean(np.asarray(trained.model.predict(split.images.astype("float32"), verbose=0))
+                             .argmax(axis=1) == split.labels))
+    layers = {}
+    for layer in args.layers.split(","):
+        scores = {m: _score(trained, split, m, args.fraction, None if layer == "auto" else layer)
+                  for m in METHODS}
+        layers[layer] = {"mean_drop": {m: s["drop_top"] for m, s in scores.items()},
+                         "mean_drop_random": scores["gradcam"]["drop_random"],
+                         "beats_random": {m: s["beats_random"] for m, s in scores.items()}}
+    emit({"bench": "faithfulness", "dataset": "flowers5", "backbone": "mobilenet_v2@160",
+          "max_per_label": per_label, "epochs": epochs, "test_images": len(split),
+          "test_accuracy": round(accuracy, 4), "mask_fraction": args.fraction, "mask": "blur",
+          "layers": layers, "train_s": round(train_s, 1), "quick": args.quick})
+
+if __name__ == "__main__":
+    main()
