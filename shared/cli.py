@@ -24,6 +24,8 @@ COMMANDS: dict[str, str] = {
     "results": "infra.commands.results",
     "scrape": "jobs.scrape.main",
     "scrape-merge": "jobs.scrape.merge_main",
+    "gradcam": "jobs.gradcam.main",
+    "similarity": "jobs.similarity.main",
 }
 
 
