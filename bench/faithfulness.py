@@ -75,7 +75,7 @@ def main() -> None:
         emit({"bench": "faithfulness", "skipped": True,
               "reason": f"handed material not found at {FLOWERS.parents[1]}"})
         return
-    per_label, epochs, limit = (40, 3, 60) if args.quick else (200, 8, None)
+    per_label, epochs, limit = (30, 3, 40) if args.quick else (200, 8, None)
     run = args.run or str(Path(tempfile.gettempdir()) / f"headstart-bench/flowers5-mnv2-{per_label}-{epochs}")
     train_s = _train(run, per_label, epochs)
     from shared.trained import load_trained

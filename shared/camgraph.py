@@ -127,10 +127,10 @@ def build_cam_graph(model: keras.Model, layer: str | None = None) -> CamGraph:
         at = chain.index(backbone)
         pre, post = chain[:at], chain[at + 1:]
         target = backbone.get_layer(name)
-        inner = keras.Model(backbone.inputs, [target.output, backbone.output], name="cam_inner")
+        inner = keras.Model(backbone.input, [target.output, backbone.output], name="cam_inner")
     else:  # a flat model: the target layer lives in the outer graph itself
         pre, post = [], [chain[-1]]
-        inner = keras.Model(model.inputs, [model.get_layer(name).output, chain[-1].input],
+        inner = keras.Model(model.input, [model.get_layer(name).output, chain[-1].input],
                             name="cam_inner")
     classifier = post[-1]
     split = (isinstance(classifier, keras.layers.Dense)
