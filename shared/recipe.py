@@ -37,6 +37,7 @@ class RecipeConfig:
     fine_tune_lr: float = 1e-5
     seed: int = 1337
     cache_dir: str | None = None
+    class_weights: list[float] | None = None
 
 
 @dataclass
@@ -109,7 +110,8 @@ def fit(clf: Classifier, splits: dict[str, LoadedSplit], cfg: RecipeConfig,
         result.phase_starts["head"] = 0
     else:
         model, tr, va = _head_phase_data(clf, splits, cfg, result)
-        phase = PhaseConfig("head", cfg.epochs, cfg.learning_rate, cfg.patience, cfg.label_smoothing)
+        phase = PhaseConfig("head", cfg.epochs, cfg.learning_rate, cfg.patience, cfg.label_smoothing,
+                            cfg.class_weights)
         _merge(result, "head", run_phase(model, tr, va, phase, ckpt, resume))
     if cfg.fine_tune_layers:
         _fine_tune(clf, splits, cfg, ckpt, resume, result)
@@ -126,6 +128,6 @@ def _fine_tune(clf: Classifier, splits: dict[str, LoadedSplit], cfg: RecipeConfi
     tr = ArrayBatches(train.images, train.labels, cfg.batch_size, cfg.seed + 1, augment=aug)
     va = ArrayBatches(valid.images, valid.labels, cfg.batch_size, cfg.seed, shuffle=False) if valid else None
     phase = PhaseConfig("fine_tune", cfg.fine_tune_epochs, cfg.fine_tune_lr, cfg.patience,
-                        cfg.label_smoothing)
+                        cfg.label_smoothing, cfg.class_weights)
     _merge(result, "fine_tune", run_phase(clf.model, tr, va, phase, ckpt, resume))
     result.features = {}  # the base changed: cached features no longer describe it

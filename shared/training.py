@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import keras
+import numpy as np
 
 from shared.checkpoints import CheckpointStore
 from shared.features import ArrayBatches
@@ -28,6 +29,7 @@ class PhaseConfig:
     learning_rate: float
     patience: int
     label_smoothing: float = 0.0
+    class_weights: list[float] | None = None  # loss weight per label index (training only)
 
 
 @dataclass
@@ -69,7 +71,21 @@ def _log_epoch(cfg: PhaseConfig, epoch: int, logs: dict[str, float], rate: float
     log.info("[%s] epoch %d/%d %s %.0f img/s%s", cfg.name, epoch, cfg.epochs, parts, rate, note)
 
 
-def _run_epoch(model: keras.Model, train: ArrayBatches, valid: ArrayBatches | None) -> dict[str, float]:
+def class_weight_list(weights: dict[str, float] | None, labels: list[str]) -> list[float] | None:
+    """Per-index loss weights from a ``label -> weight`` mapping (unlisted labels weigh 1)."""
+    if not weights:
+        return None
+    unknown = sorted(set(weights) - set(labels))
+    if unknown:
+        from shared.errors import UserError
+
+        raise UserError(f"`class_weights` names labels not in the dataset: {unknown}; labels are "
+                        f"{labels}. Received: class_weights={weights}")
+    return [float(weights.get(label, 1.0)) for label in labels]
+
+
+def _run_epoch(model: keras.Model, train: ArrayBatches, valid: ArrayBatches | None,
+               class_weights: list[float] | None = None) -> dict[str, float]:
     """One pass of compiled train steps, then a validation pass; epoch-mean metrics.
 
     ``train_on_batch`` reuses one compiled step, so an epoch costs its batches and nothing
@@ -80,7 +96,8 @@ def _run_epoch(model: keras.Model, train: ArrayBatches, valid: ArrayBatches | No
     for i in range(len(train)):
         STOP.check()  # the epoch is abandoned; the last committed checkpoint stays
         x, y = train[i]
-        logs = model.train_on_batch(x, y, return_dict=True)
+        weight = None if class_weights is None else np.asarray(class_weights, "float32")[y]
+        logs = model.train_on_batch(x, y, sample_weight=weight, return_dict=True)
         for k, v in logs.items():
             sums[k] = sums.get(k, 0.0) + float(v) * len(y)
         seen += len(y)
@@ -119,7 +136,7 @@ def run_phase(model: keras.Model, train: ArrayBatches, valid: ArrayBatches | Non
         epoch = state["epoch"]
         train.set_epoch(epoch)
         t0 = time.monotonic()
-        logs = _run_epoch(model, train, valid)
+        logs = _run_epoch(model, train, valid, cfg.class_weights)
         rate = len(train.labels) / max(time.monotonic() - t0, 1e-9)
         n_seen += len(train.labels)
         for k, v in logs.items():

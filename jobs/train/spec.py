@@ -35,6 +35,12 @@ class TrainSpec(JobSpec):
     max_pixels: int = Field(MAX_PIXELS, ge=1, description="refuse images with more pixels (bombs)")
     overwrite: bool = Field(False, description="replace a published run at --out")
     cache_dir: str | None = Field(None, description="local folder for large memory-mapped caches")
+    class_weights: dict[str, float] | None = Field(
+        None, description="loss weight per label as label=weight,... (unlisted labels weigh 1)")
+    auto: bool = Field(False, description="choose backbone, input size and schedule from the data")
+    budget: float = Field(15.0, gt=0, le=10_000, description="auto: wall-time budget of the run in minutes")
+    candidates: list[str] | None = Field(
+        None, description="auto: backbone@size=weights,... to choose from (default: an ImageNet list)")
 
     @field_validator("weights")
     @classmethod
@@ -44,6 +50,36 @@ class TrainSpec(JobSpec):
 
         try:
             return check_weights_arg(value)
+        except UserError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("class_weights", mode="before")
+    @classmethod
+    def _class_weights(cls, value):
+        if isinstance(value, str):
+            pairs = [p.partition("=") for p in value.split(",") if p.strip()]
+            bad = [p[0] for p in pairs if not p[1]]
+            if bad:
+                raise ValueError(f"expected label=weight pairs separated by commas, got {bad[0]!r}")
+            value = {k.strip(): v.strip() for k, _, v in pairs}
+        return value
+
+    @field_validator("class_weights")
+    @classmethod
+    def _positive_weights(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        bad = {k: v for k, v in (value or {}).items() if not v > 0}
+        if bad:
+            raise ValueError(f"class weights must be positive, got {bad}")
+        return value
+
+    @field_validator("candidates")
+    @classmethod
+    def _candidates(cls, value: list[str] | None) -> list[str] | None:
+        from shared.auto import parse_candidate
+        from shared.errors import UserError
+
+        try:
+            return [parse_candidate(v).text() for v in value] if value is not None else None
         except UserError as exc:
             raise ValueError(str(exc)) from None
 

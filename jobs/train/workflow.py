@@ -95,6 +95,12 @@ def train(spec: TrainSpec) -> None:
     if out is None:
         return
     STOP.cooperative = True  # SIGTERM now waits for a batch end and keeps the checkpoint
+    if spec.auto:  # resolve into concrete parameters (auto off); evidence in auto.json
+        from jobs.train.autostep import resolve_auto
+
+        spec = resolve_auto(spec, out, fp, t_start)
+        info = get_info(spec.backbone)
+        size = resolve_size(info, spec.image_size)
     t0 = time.monotonic()
     index, splits = _load(spec, size)
     decode_s = time.monotonic() - t0
@@ -107,6 +113,7 @@ def _fit_and_write(spec, out, info, size, index, splits, fp, timing) -> None:
     from shared.checkpoints import CheckpointStore
     from shared.distribute import get_strategy
     from shared.model import assemble
+    from shared.training import class_weight_list
     import keras
 
     keras.utils.set_random_seed(spec.seed)
@@ -121,7 +128,7 @@ def _fit_and_write(spec, out, info, size, index, splits, fp, timing) -> None:
     cfg = recipe.RecipeConfig(spec.epochs, spec.batch_size, spec.learning_rate, spec.patience,
                               spec.label_smoothing, spec.fast_path, spec.augment_views,
                               spec.fine_tune_layers, spec.fine_tune_epochs, spec.fine_tune_lr,
-                              spec.seed, spec.cache_dir)
+                              spec.seed, spec.cache_dir, class_weight_list(spec.class_weights, index.labels))
     result = recipe.fit(clf, splits, cfg, ckpt)
     from jobs.train.outputs import write_outputs
 

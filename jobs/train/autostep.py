@@ -1,0 +1,69 @@
+"""``--auto``: resolve a train spec into concrete parameters, with the evidence as outputs.
+
+The choice is kept under ``checkpoint/`` until the run is published, so a rerun after an
+interruption trains exactly what was chosen instead of searching again (timings differ
+between runs, and so could a budget-bound choice).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from jobs.train.spec import TrainSpec
+from shared.manifest import RunOutput
+
+log = logging.getLogger("headstart.train")
+
+CHOICE = "checkpoint/auto.json"
+CHOICE_HTML = "checkpoint/auto_report.html"
+# Fields auto mode sets, unless the user set them too (then the user's value is kept).
+PINNABLE = ("head_width", "dropout", "learning_rate", "epochs", "class_weights",
+            "fine_tune_layers", "fine_tune_epochs")
+
+
+def _request(spec: TrainSpec, budget_s: float):
+    from shared.auto import Candidate, parse_candidates
+    from shared.autoplan import AutoRequest
+    from shared.backbones import get_info, resolve_size
+    from shared.datasets import SplitConfig
+
+    given = spec.model_fields_set
+    extra = []
+    if given & {"backbone", "weights", "image_size"}:  # the user's own backbone competes too
+        size = resolve_size(get_info(spec.backbone), spec.image_size)
+        extra = [Candidate(spec.backbone, size, spec.weights)]
+    split = SplitConfig(spec.valid_fraction, spec.test_fraction, spec.seed, spec.max_per_label,
+                        spec.min_per_label)
+    return AutoRequest(spec.dataset, split, parse_candidates(spec.candidates, extra), budget_s,
+                       spec.batch_size, spec.label_smoothing, spec.fine_tune_epochs, spec.min_side,
+                       spec.max_pixels, {k: getattr(spec, k) for k in PINNABLE if k in given})
+
+
+def _choose(spec: TrainSpec, out: RunOutput, fp: str, t_start: float) -> tuple[dict, str]:
+    """(auto.json document, report HTML): the stored choice of this spec, or a new search."""
+    from shared.autoplan import choose
+    from shared.autoreport import auto_report
+
+    if out.store.exists(CHOICE):
+        doc = json.loads(out.store.read_text(CHOICE))
+        if doc.get("fingerprint") == fp:
+            log.info("auto: reusing the choice stored in %s (interrupted run)", CHOICE)
+            return doc, out.store.read_text(CHOICE_HTML)
+    budget_s = spec.budget * 60 - (time.monotonic() - t_start)
+    result = choose(_request(spec, budget_s))
+    doc = {**result.doc, "fingerprint": fp}
+    html = auto_report(doc, result.lr_png, spec.dataset)
+    out.store.write_text(CHOICE_HTML, html)
+    out.store.write_text(CHOICE, json.dumps(doc, default=str))  # the commit point
+    return doc, html
+
+
+def resolve_auto(spec: TrainSpec, out: RunOutput, fp: str, t_start: float) -> TrainSpec:
+    """The concrete spec auto mode chose (``auto`` off); writes auto.json and auto_report.html."""
+    doc, html = _choose(spec, out, fp, t_start)
+    out.write_json("auto.json", doc)
+    out.write_text("auto_report.html", html)
+    resolved = TrainSpec(**{**spec.dump(), **doc["chosen"], "auto": False})
+    log.info("auto: resolved spec %s", {k: getattr(resolved, k) for k in doc["chosen"]})
+    return resolved
