@@ -1,6 +1,8 @@
 """Parameters of the gradcam job."""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from shared.specs import JobSpec
@@ -12,9 +14,9 @@ class GradcamSpec(JobSpec):
     images: str = Field(description="a dataset (with --split), a folder of images, a .txt list of "
                         "image URIs, or comma-separated URIs", json_schema_extra={"positional": True})
     out: str = Field(description="output folder or URI")
-    split: str = Field("test", pattern="^(train|valid|test|all)$",
+    split: Literal["train", "valid", "test", "all"] = Field("test",
                        description="dataset split to explain: train | valid | test | all")
-    method: str = Field("gradcam", pattern=r"^(gradcam|gradcam\+\+|activation)$",
+    method: Literal["gradcam", "gradcam++", "activation"] = Field("gradcam",
                         description="gradcam | gradcam++ | activation (mean of the last activations)")
     layer: str | None = Field(None, description="target layer inside the backbone (default: the "
                               "last one with a 2-D feature map)")

@@ -1,6 +1,8 @@
 """Parameters of the similarity job."""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from shared.specs import JobSpec
@@ -12,7 +14,7 @@ class SimilaritySpec(JobSpec):
     images: str = Field(description="a dataset (with --split), a folder of images, a .txt list of "
                         "image URIs, or comma-separated URIs", json_schema_extra={"positional": True})
     out: str = Field(description="output folder or URI")
-    split: str = Field("all", pattern="^(train|valid|test|all)$",
+    split: Literal["train", "valid", "test", "all"] = Field("all",
                        description="dataset split(s) to embed: train | valid | test | all (all "
                                    "enables the train/test leakage report)")
     neighbours: int = Field(5, ge=1, le=100, description="nearest neighbours listed per image")

@@ -59,6 +59,7 @@ def test_target_label_method_and_bad_target(trained_run: str, shapes_dataset: st
     assert "target='zebra'" in failure(bad)["message"]
     assert main(["gradcam", trained_run, shapes_dataset, "--out", str(bad), "--layer", "nope"]) == 2
     assert "layer='nope'" in failure(bad)["message"]
+    assert main(["gradcam", trained_run, shapes_dataset, "--out", str(bad), "--method", "scorecam"]) == 2
 
 
 def test_shards_cover_the_split(trained_run: str, shapes_dataset: str, tmp_path: Path,
