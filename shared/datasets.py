@@ -178,42 +178,48 @@ def _check_labels(splits: dict[str, list[Item]], uri: str) -> list[str]:
     return labels
 
 
+def _imagenet_splits(keys: list[str], split_folders: set[str], uri: str,
+                     config: SplitConfig) -> dict[str, list[Item]]:
+    splits = _imagenet_items(keys, uri)
+    for split in sorted(split_folders - set(splits)):
+        # A valid/ or test/ folder without images is a mistake, not "no such split".
+        raise UserError(f"split {split!r} of dataset {uri!r} is empty: {split}/ holds no "
+                        "images; add <label>/<image> files or remove the folder")
+    splits = {s: _cap_per_label(v, config.max_per_label, config.seed) for s, v in splits.items()}
+    if "valid" not in splits and config.valid_fraction > 0:
+        # Early stopping needs a validation set: carve it from train, stratified.
+        carved = stratified_split(splits["train"], config.valid_fraction, 0.0, config.seed)
+        splits["train"], splits["valid"] = carved["train"], carved["valid"]
+    return splits
+
+
+def _flat_splits(keys: list[str], store: Store, uri: str, config: SplitConfig) -> dict[str, list[Item]]:
+    items = [Item(k, k.split("/")[0]) for k in keys if "/" in k]
+    stray = [k for k in keys if "/" not in k]
+    if stray:
+        log.warning("ignoring %d file(s) at the dataset root (expected <label>/<image>): %s",
+                    len(stray), ", ".join(stray[:5]))
+    if not items:
+        raise UserError(f"no images found in dataset {uri!r}: expected <label>/<image> files")
+    items = _cap_per_label(items, config.max_per_label, config.seed)
+    counts: dict[str, int] = dict.fromkeys(_empty_label_dirs(store), 0)
+    for item in items:
+        counts[item.label] = counts.get(item.label, 0) + 1
+    check_label_sizes(counts, config.required_per_label(), uri)
+    splits = stratified_split(items, config.valid_fraction, config.test_fraction, config.seed)
+    wanted = {"train", *(["valid"] if config.valid_fraction > 0 else []),
+              *(["test"] if config.test_fraction > 0 else [])}
+    return {s: v for s, v in splits.items() if s in wanted}
+
+
 def discover(uri: str, config: SplitConfig = SplitConfig()) -> DatasetIndex:
     """Index a dataset: detect its layout, split a flat one, and check labels per split."""
     store = open_store(uri)
     keys, split_folders = _list_keys(store, uri)
     if any(k.split("/")[0] in SPLITS and k.count("/") >= 1 for k in keys):
-        layout = "imagenet"
-        splits = _imagenet_items(keys, uri)
-        for split in sorted(split_folders - set(splits)):
-            # A valid/ or test/ folder without images is a mistake, not "no such split".
-            raise UserError(f"split {split!r} of dataset {uri!r} is empty: {split}/ holds no "
-                            "images; add <label>/<image> files or remove the folder")
-        splits = {s: _cap_per_label(v, config.max_per_label, config.seed) for s, v in splits.items()}
-        if "valid" not in splits and config.valid_fraction > 0:
-            # Early stopping needs a validation set: carve it from train, stratified.
-            carved = stratified_split(splits["train"], config.valid_fraction, 0.0, config.seed)
-            splits["train"], splits["valid"] = carved["train"], carved["valid"]
+        layout, splits = "imagenet", _imagenet_splits(keys, split_folders, uri, config)
     else:
-        layout = "flat"
-        items = [Item(k, k.split("/")[0]) for k in keys if "/" in k]
-        stray = [k for k in keys if "/" not in k]
-        if stray:
-            log.warning("ignoring %d file(s) at the dataset root (expected <label>/<image>): %s",
-                        len(stray), ", ".join(stray[:5]))
-        if not items:
-            raise UserError(f"no images found in dataset {uri!r}: expected <label>/<image> files")
-        items = _cap_per_label(items, config.max_per_label, config.seed)
-        counts: dict[str, int] = dict.fromkeys(_empty_label_dirs(store), 0)
-        for item in items:
-            counts[item.label] = counts.get(item.label, 0) + 1
-        check_label_sizes(counts, config.required_per_label(), uri)
-        splits = stratified_split(items, config.valid_fraction, config.test_fraction, config.seed)
-        splits = {s: v for s, v in splits.items() if v or s == "train"}
-        if config.valid_fraction == 0:
-            splits.pop("valid", None)
-        if config.test_fraction == 0:
-            splits.pop("test", None)
+        layout, splits = "flat", _flat_splits(keys, store, uri, config)
     labels = _check_labels(splits, uri)
     train_counts = {label: 0 for label in labels}
     for item in splits["train"]:
