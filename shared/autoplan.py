@@ -118,8 +118,8 @@ def fine_tune_plan(min_per_label: int, n_train: int, n_valid: int, best: Score, 
     if min_per_label < FINE_TUNE_MIN_PER_LABEL:
         return 0, max_epochs, (f"no fine-tuning: {min_per_label} training images in the smallest "
                                f"label (< {FINE_TUNE_MIN_PER_LABEL}); the frozen base generalises better")
-    # A training step is about three forward passes (forward, backward, update).
-    per_epoch = best.seconds_per_image * (3 * n_train + n_valid)
+    # A training step costs about three forward passes; four leaves a margin on busy CPUs.
+    per_epoch = best.seconds_per_image * (4 * n_train + n_valid)
     epochs = min(max_epochs, int(left_s // max(per_epoch, 1e-9)))
     if epochs < 2:
         return 0, max_epochs, (f"no fine-tuning: an epoch through the base takes ~{per_epoch:.0f}s "
@@ -187,7 +187,7 @@ def _fine_tune(req: AutoRequest, index: DatasetIndex, counts: dict[str, int], be
                left_s: float, reasons: dict[str, str]) -> dict[str, Any]:
     """Fine-tuning fields, after reserving time to decode and extract every image once."""
     n_all = sum(len(v) for v in index.splits.values())
-    reserve = best.seconds_per_image * n_all * 1.5  # extraction + decoding, with a margin
+    reserve = best.seconds_per_image * n_all * 2.0  # extraction, decoding and the head
     layers, epochs, reasons["fine_tune"] = fine_tune_plan(
         min(counts.values()), len(index.splits["train"]), len(index.splits.get("valid", [])),
         best, left_s - reserve, req.fine_tune_epochs)
