@@ -13,6 +13,7 @@ import logging
 import random
 from dataclasses import dataclass, field
 
+from shared import splits as splitting
 from shared.errors import UserError
 from shared.storage import Store, open_store
 
@@ -97,25 +98,16 @@ def _list_keys(store: Store, uri: str) -> tuple[list[str], set[str]]:
 
 def stratified_split(items: list[Item], valid_fraction: float, test_fraction: float,
                      seed: int) -> dict[str, list[Item]]:
-    """Split per label with a seeded shuffle, so every split keeps the label proportions."""
-    by_label: dict[str, list[Item]] = {}
-    for item in sorted(items, key=lambda i: i.key):
-        by_label.setdefault(item.label, []).append(item)
+    """Split per label (see :mod:`shared.splits`): every split keeps the label proportions,
+    and the assignment depends only on the keys, the fractions and the seed — so the scrape
+    job and the train job split the same files the same way."""
+    by_label: dict[str, list[str]] = {}
+    for item in items:
+        by_label.setdefault(item.label, []).append(item.key)
     out: dict[str, list[Item]] = {s: [] for s in SPLITS}
-    for label in sorted(by_label):
-        group = by_label[label]
-        random.Random(f"{seed}:{label}").shuffle(group)
-        n = len(group)
-        n_test = round(n * test_fraction) if test_fraction > 0 else 0
-        n_valid = round(n * valid_fraction) if valid_fraction > 0 else 0
-        # Keep at least one image per label in each requested split when there is room.
-        if test_fraction > 0 and n_test == 0 and n >= 3:
-            n_test = 1
-        if valid_fraction > 0 and n_valid == 0 and n - n_test >= 2:
-            n_valid = 1
-        out["test"] += group[:n_test]
-        out["valid"] += group[n_test:n_test + n_valid]
-        out["train"] += group[n_test + n_valid:]
+    for label, assignment in splitting.stratified_split(by_label, valid_fraction, test_fraction, seed).items():
+        for key in sorted(assignment):
+            out[assignment[key]].append(Item(key, label))
     return out
 
 

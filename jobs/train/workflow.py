@@ -26,6 +26,7 @@ _NON_SEMANTIC = {"out", "overwrite", "cache_dir"}
 
 def fingerprint(spec: TrainSpec) -> str:
     data = {k: v for k, v in spec.dump().items() if k not in _NON_SEMANTIC}
+    data["dataset"] = open_store(spec.dataset).uri  # ./data and /abs/data are the same dataset
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
