@@ -9,9 +9,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
-import tempfile
-import warnings
 from typing import Any
 
 import keras
@@ -25,39 +22,40 @@ log = logging.getLogger(__name__)
 STATE = "checkpoint/state.json"
 
 
+def _arrays_to_bytes(arrays: list[np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, *arrays)  # uncompressed: a checkpoint per epoch must cost milliseconds
+    return buf.getvalue()
+
+
+def _arrays_from_bytes(data: bytes) -> list[np.ndarray]:
+    arrays = np.load(io.BytesIO(data))
+    return [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+
+
 def weights_to_bytes(model: keras.Model) -> bytes:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "w.weights.h5")
-        model.save_weights(path)
-        with open(path, "rb") as fh:
-            return fh.read()
+    """The model's weights (trainable and not, in layer order) as ``.npz`` bytes."""
+    return _arrays_to_bytes(model.get_weights())
 
 
 def weights_from_bytes(model: keras.Model, data: bytes) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "w.weights.h5")
-        with open(path, "wb") as fh:
-            fh.write(data)
-        with warnings.catch_warnings():
-            # The file also holds the optimizer's variables when the model was compiled; a fresh
-            # optimizer is not built yet and Keras warns it skips them. They are restored from
-            # the optimizer file instead (optimizer_from_bytes), so the warning is only noise.
-            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            model.load_weights(path)
+    values = _arrays_from_bytes(data)
+    expected = [tuple(w.shape) for w in model.weights]
+    if [tuple(v.shape) for v in values] != expected:
+        raise ValueError(f"checkpoint weights do not match the model ({len(values)} arrays vs "
+                         f"{len(expected)} weights)")
+    model.set_weights(values)
 
 
 def optimizer_to_bytes(optimizer: keras.optimizers.Optimizer) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, *[np.asarray(v) for v in optimizer.variables])
-    return buf.getvalue()
+    return _arrays_to_bytes([np.asarray(v) for v in optimizer.variables])
 
 
 def optimizer_from_bytes(optimizer: keras.optimizers.Optimizer, model: keras.Model, data: bytes) -> None:
     """Restore Adam moments and the step count (the optimizer is built first if needed)."""
     if not optimizer.built:
         optimizer.build(model.trainable_variables)
-    arrays = np.load(io.BytesIO(data))
-    values = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+    values = _arrays_from_bytes(data)
     if len(values) != len(optimizer.variables):
         log.warning("optimizer state does not match (%d vs %d variables); starting it fresh",
                     len(values), len(optimizer.variables))
@@ -82,15 +80,15 @@ class CheckpointStore:
         """Write weights (+ best weights when improved) and optimizer, then the state file."""
         phase, epoch = state["phase"], state["epoch"]
         prev = self.load_state()
-        weights_key = f"checkpoint/{phase}-e{epoch}.weights.h5"
+        weights_key = f"checkpoint/{phase}-e{epoch}.weights.npz"
         opt_key = f"checkpoint/{phase}-e{epoch}.optimizer.npz"
         data = weights_to_bytes(model)
         self.store.write_bytes(weights_key, data)
         self.store.write_bytes(opt_key, optimizer_to_bytes(optimizer))
         if best_changed:
-            self.store.write_bytes(f"checkpoint/{phase}-best.weights.h5", data)
+            self.store.write_bytes(f"checkpoint/{phase}-best.weights.npz", data)
         state = {**state, "weights": weights_key, "optimizer": opt_key,
-                 "best_weights": f"checkpoint/{phase}-best.weights.h5",
+                 "best_weights": f"checkpoint/{phase}-best.weights.npz",
                  "fingerprint": self.fingerprint}
         self.store.write_text(STATE, to_json(state))
         if prev and prev.get("weights") not in (None, weights_key):
@@ -102,7 +100,7 @@ class CheckpointStore:
         optimizer_from_bytes(optimizer, model, self.store.read_bytes(state["optimizer"]))
 
     def restore_best(self, phase: str, model: keras.Model) -> bool:
-        key = f"checkpoint/{phase}-best.weights.h5"
+        key = f"checkpoint/{phase}-best.weights.npz"
         if not self.store.exists(key):
             return False
         weights_from_bytes(model, self.store.read_bytes(key))

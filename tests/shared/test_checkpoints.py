@@ -124,8 +124,8 @@ def test_state_json_is_written_last(store, monkeypatch):
     monkeypatch.setattr(store, "write_bytes", recording)
     CheckpointStore(store, "fp").save(state(1), model, model.optimizer, best_changed=True)
     assert writes[-1] == STATE
-    assert set(writes[:-1]) == {"checkpoint/head-e1.weights.h5", "checkpoint/head-e1.optimizer.npz",
-                                "checkpoint/head-best.weights.h5"}
+    assert set(writes[:-1]) == {"checkpoint/head-e1.weights.npz", "checkpoint/head-e1.optimizer.npz",
+                                "checkpoint/head-best.weights.npz"}
 
 
 def test_a_failed_weights_write_keeps_the_previous_checkpoint(store, monkeypatch):
@@ -153,21 +153,21 @@ def test_old_epoch_files_are_removed_and_best_kept(store):
     ckpt = CheckpointStore(store, "fp")
     train(model, range(1))
     ckpt.save(state(1), model, model.optimizer, best_changed=True)
-    best_after_1 = store.read_bytes("checkpoint/head-best.weights.h5")
+    best_after_1 = store.read_bytes("checkpoint/head-best.weights.npz")
     train(model, range(1, 2))
     ckpt.save(state(2), model, model.optimizer, best_changed=False)
     assert sorted(store.list("checkpoint")) == [
-        "checkpoint/head-best.weights.h5", "checkpoint/head-e2.optimizer.npz",
-        "checkpoint/head-e2.weights.h5", "checkpoint/state.json"]
-    assert store.read_bytes("checkpoint/head-best.weights.h5") == best_after_1
+        "checkpoint/head-best.weights.npz", "checkpoint/head-e2.optimizer.npz",
+        "checkpoint/head-e2.weights.npz", "checkpoint/state.json"]
+    assert store.read_bytes("checkpoint/head-best.weights.npz") == best_after_1
     train(model, range(2, 3))
     ckpt.save(state(3), model, model.optimizer, best_changed=True)
     assert sorted(store.list("checkpoint")) == [
-        "checkpoint/head-best.weights.h5", "checkpoint/head-e3.optimizer.npz",
-        "checkpoint/head-e3.weights.h5", "checkpoint/state.json"]
+        "checkpoint/head-best.weights.npz", "checkpoint/head-e3.optimizer.npz",
+        "checkpoint/head-e3.weights.npz", "checkpoint/state.json"]
     # Saving the same epoch again (a rerun) keeps its files.
     ckpt.save(state(3), model, model.optimizer, best_changed=False)
-    assert store.exists("checkpoint/head-e3.weights.h5")
+    assert store.exists("checkpoint/head-e3.weights.npz")
 
 
 def test_state_contents_round_trip(store):
@@ -177,9 +177,9 @@ def test_state_contents_round_trip(store):
     assert ckpt.load_state() is None
     ckpt.save(state(1, best_epoch=1), model, model.optimizer, best_changed=True)
     loaded = ckpt.load_state()
-    assert loaded == {**state(1, best_epoch=1), "weights": "checkpoint/head-e1.weights.h5",
+    assert loaded == {**state(1, best_epoch=1), "weights": "checkpoint/head-e1.weights.npz",
                       "optimizer": "checkpoint/head-e1.optimizer.npz",
-                      "best_weights": "checkpoint/head-best.weights.h5", "fingerprint": "fingerprint-1"}
+                      "best_weights": "checkpoint/head-best.weights.npz", "fingerprint": "fingerprint-1"}
     assert loaded["best"] == math.inf
     json.loads(store.read_text(STATE))
 
