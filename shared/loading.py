@@ -1,7 +1,7 @@
 """Decode a split's images into a fixed-size ``uint8`` array, in parallel, keeping failures as data.
 
 Each file is read through the store, sniffed and checked (:mod:`shared.images`), decoded and
-resized to the model's input size. Unusable files are skipped and returned with their reason,
+resized to the model's input size, in a ``tf.data`` pipeline (parallel map, prefetch). Unusable files are skipped and returned with their reason,
 so a run lists every skipped image instead of crashing on the first bad one. Large splits go
 to a memory-mapped file so memory stays flat.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -79,6 +78,34 @@ def _allocate(n: int, size: int, cache_dir: str | None) -> np.ndarray:
     return np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
 
 
+def _decoded(store: Store, items: list[Item], size: int, min_side: int, max_pixels: int,
+             workers: int) -> Iterator[np.ndarray | Skipped]:
+    """Decode in a ``tf.data`` pipeline: parallel reads + decodes, in order, prefetched.
+
+    Pillow and the store's I/O release the GIL, so the pipeline's threads overlap both; a
+    failure travels beside its (empty) slot and comes back as a :class:`Skipped` record.
+    """
+    import tensorflow as tf
+
+    failures: dict[int, Skipped] = {}
+    empty = np.zeros((size, size, 3), dtype=np.uint8)
+
+    def decode(i: np.int64) -> np.ndarray:
+        result = _decode_one(store, items[int(i)], size, min_side, max_pixels)
+        if isinstance(result, Skipped):
+            failures[int(i)] = result
+            return empty
+        return result
+
+    ds = tf.data.Dataset.range(len(items)).map(
+        lambda i: tf.numpy_function(decode, [i], tf.uint8, stateful=False),
+        num_parallel_calls=workers, deterministic=True).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = workers  # I/O-bound on remote stores
+    for i, array in enumerate(ds.with_options(options).as_numpy_iterator()):
+        yield failures.pop(i, None) or array
+
+
 def load_split(store: Store, name: str, items: list[Item], labels: list[str], size: int,
                min_side: int = 8, max_pixels: int = MAX_PIXELS, workers: int | None = None,
                cache_dir: str | None = None) -> LoadedSplit:
@@ -88,20 +115,18 @@ def load_split(store: Store, name: str, items: list[Item], labels: list[str], si
     kept_labels: list[int] = []
     keys: list[str] = []
     skipped: list[Skipped] = []
-    workers = workers or min(16, (os.cpu_count() or 2) * 4)  # I/O-bound on remote stores
+    workers = workers or min(16, (os.cpu_count() or 2) * 4)
     progress = Progress(len(items), f"decode {name}", "img", log)
-    with ThreadPoolExecutor(workers) as pool:
-        results = pool.map(lambda it: _decode_one(store, it, size, min_side, max_pixels), items)
-        for item, result in zip(items, results):
-            if isinstance(result, Skipped):
-                skipped.append(result)
-                log.warning("skipping %s: %s (%s)", item.key, result.status, result.reason)
-                progress.update(1, failed=1)
-                continue
-            out[len(keys)] = result
-            keys.append(item.key)
-            kept_labels.append(index[item.label])
-            progress.update(1)
+    for item, result in zip(items, _decoded(store, items, size, min_side, max_pixels, workers)):
+        if isinstance(result, Skipped):
+            skipped.append(result)
+            log.warning("skipping %s: %s (%s)", item.key, result.status, result.reason)
+            progress.update(1, failed=1)
+            continue
+        out[len(keys)] = result
+        keys.append(item.key)
+        kept_labels.append(index[item.label])
+        progress.update(1)
     progress.close()
     return LoadedSplit(name, out[: len(keys)], np.asarray(kept_labels, dtype=np.int32), keys, skipped)
 
