@@ -41,8 +41,7 @@ def _train(k: int | None, fine_tune: int) -> dict:
 
 
 def _logistic(k: int | None) -> dict:
-    """Logistic regression on the same pooled features, trained on train+valid (the 70%)."""
-    import numpy as np
+    """Logistic regression on the same pooled features: fit on train, C chosen on valid."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler

@@ -9,7 +9,6 @@ concrete train parameters plus the evidence behind each of them.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from shared.auto import Candidate, Score, Scorer, ScoringData, best_of, score_candidate, search
-from shared.datasets import DatasetIndex, Item, SplitConfig, discover
+from shared.datasets import DatasetIndex, SplitConfig, cap_per_label, discover
 from shared.images import MAX_PIXELS
 from shared.loading import load_split
 from shared.lrfind import lr_plot, lr_range_test
@@ -57,21 +56,10 @@ class AutoResult:
     lr_png: bytes | None = None
 
 
-def _per_label(items: list[Item], n: int, seed: int) -> list[Item]:
-    by_label: dict[str, list[Item]] = {}
-    for item in sorted(items, key=lambda i: i.key):
-        by_label.setdefault(item.label, []).append(item)
-    out: list[Item] = []
-    for label, group in sorted(by_label.items()):
-        random.Random(f"auto:{seed}:{label}").shuffle(group)
-        out += group[:n]
-    return out
-
-
 def _scoring_data(req: AutoRequest, index: DatasetIndex) -> ScoringData:
     """Train + valid images (no test) of a per-label subsample, at the largest candidate size."""
     items = index.splits["train"] + index.splits.get("valid", [])
-    chosen = _per_label(items, SCORE_PER_LABEL, req.split.seed)
+    chosen = cap_per_label(items, SCORE_PER_LABEL, req.split.seed, salt="auto")
     size = max(c.size for c in req.candidates)
     split = load_split(open_store(req.dataset), "auto", chosen, index.labels, size, req.min_side,
                        req.max_pixels)

@@ -111,7 +111,8 @@ def stratified_split(items: list[Item], valid_fraction: float, test_fraction: fl
     return out
 
 
-def _cap_per_label(items: list[Item], cap: int | None, seed: int) -> list[Item]:
+def cap_per_label(items: list[Item], cap: int | None, seed: int, salt: str = "cap") -> list[Item]:
+    """At most ``cap`` items per label, a seeded sample (the same for the same seed and salt)."""
     if cap is None:
         return items
     by_label: dict[str, list[Item]] = {}
@@ -119,7 +120,7 @@ def _cap_per_label(items: list[Item], cap: int | None, seed: int) -> list[Item]:
         by_label.setdefault(item.label, []).append(item)
     out: list[Item] = []
     for label, group in sorted(by_label.items()):
-        random.Random(f"cap:{seed}:{label}").shuffle(group)
+        random.Random(f"{salt}:{seed}:{label}").shuffle(group)
         out += group[:cap]
     return out
 
@@ -177,7 +178,7 @@ def _imagenet_splits(keys: list[str], split_folders: set[str], uri: str,
         # A valid/ or test/ folder without images is a mistake, not "no such split".
         raise UserError(f"split {split!r} of dataset {uri!r} is empty: {split}/ holds no "
                         "images; add <label>/<image> files or remove the folder")
-    splits = {s: _cap_per_label(v, config.max_per_label, config.seed) for s, v in splits.items()}
+    splits = {s: cap_per_label(v, config.max_per_label, config.seed) for s, v in splits.items()}
     if "valid" not in splits and config.valid_fraction > 0:
         # Early stopping needs a validation set: carve it from train, stratified.
         carved = stratified_split(splits["train"], config.valid_fraction, 0.0, config.seed)
@@ -193,7 +194,7 @@ def _flat_splits(keys: list[str], store: Store, uri: str, config: SplitConfig) -
                     len(stray), ", ".join(stray[:5]))
     if not items:
         raise UserError(f"no images found in dataset {uri!r}: expected <label>/<image> files")
-    items = _cap_per_label(items, config.max_per_label, config.seed)
+    items = cap_per_label(items, config.max_per_label, config.seed)
     counts: dict[str, int] = dict.fromkeys(_empty_label_dirs(store), 0)
     for item in items:
         counts[item.label] = counts.get(item.label, 0) + 1

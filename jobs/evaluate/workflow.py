@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 
 from jobs.evaluate.spec import EvaluateSpec
 from shared.datasets import Item, discover

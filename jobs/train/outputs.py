@@ -6,7 +6,6 @@ import os
 import tempfile
 import time
 
-import numpy as np
 
 from jobs.train.spec import TrainSpec
 from shared.datasets import DatasetIndex
