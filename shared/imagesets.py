@@ -19,13 +19,26 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
+from pydantic import Field
+
 from shared.datasets import SplitConfig, discover
 from shared.errors import UserError
 from shared.images import MAX_PIXELS, ImageRejected, decode_image
 from shared.loading import Skipped
+from shared.specs import JobSpec
 from shared.storage import Store, join, open_store, split_uri
 
 log = logging.getLogger(__name__)
+
+
+class ModelImagesSpec(JobSpec):
+    """The inputs every explain job shares: a trained model, the images, an output folder."""
+
+    model: str = Field(description="a published train run (folder or URI holding model.keras)",
+                       json_schema_extra={"positional": True})
+    images: str = Field(description="a dataset (with --split), a folder of images, a .txt list of "
+                        "image URIs, or comma-separated URIs", json_schema_extra={"positional": True})
+    out: str = Field(description="output folder or URI")
 
 LIST_SUFFIXES = (".txt", ".lst")
 

@@ -5,15 +5,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from shared.specs import JobSpec
+from shared.imagesets import ModelImagesSpec
 
 
-class GradcamSpec(JobSpec):
-    model: str = Field(description="a published train run (folder or URI holding model.keras)",
-                       json_schema_extra={"positional": True})
-    images: str = Field(description="a dataset (with --split), a folder of images, a .txt list of "
-                        "image URIs, or comma-separated URIs", json_schema_extra={"positional": True})
-    out: str = Field(description="output folder or URI")
+class GradcamSpec(ModelImagesSpec):
     split: Literal["train", "valid", "test", "all"] = Field("test",
                        description="dataset split to explain: train | valid | test | all")
     method: Literal["gradcam", "gradcam++", "activation"] = Field("gradcam",

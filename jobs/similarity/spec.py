@@ -5,15 +5,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from shared.specs import JobSpec
+from shared.imagesets import ModelImagesSpec
 
 
-class SimilaritySpec(JobSpec):
-    model: str = Field(description="a published train run (folder or URI holding model.keras)",
-                       json_schema_extra={"positional": True})
-    images: str = Field(description="a dataset (with --split), a folder of images, a .txt list of "
-                        "image URIs, or comma-separated URIs", json_schema_extra={"positional": True})
-    out: str = Field(description="output folder or URI")
+class SimilaritySpec(ModelImagesSpec):
     split: Literal["train", "valid", "test", "all"] = Field("all",
                        description="dataset split(s) to embed: train | valid | test | all (all "
                                    "enables the train/test leakage report)")
