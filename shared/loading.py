@@ -7,11 +7,13 @@ to a memory-mapped file so memory stays flat.
 """
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -129,6 +131,17 @@ def load_split(store: Store, name: str, items: list[Item], labels: list[str], si
         progress.update(1)
     progress.close()
     return LoadedSplit(name, out[: len(keys)], np.asarray(kept_labels, dtype=np.int32), keys, skipped)
+
+
+def skipped_csv(splits: Iterable[LoadedSplit]) -> str:
+    """One CSV row per skipped file: split, key, label, status, reason."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["split", "key", "label", "status", "reason"])
+    for split in splits:
+        for s in split.skipped:
+            writer.writerow([split.name, s.key, s.label, s.status, s.reason])
+    return buf.getvalue()
 
 
 def batches(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:

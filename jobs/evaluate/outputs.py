@@ -10,7 +10,7 @@ import numpy as np
 from jobs.evaluate.spec import EvaluateSpec
 from shared import plots, report
 from shared.images import encode_png
-from shared.loading import LoadedSplit
+from shared.loading import LoadedSplit, skipped_csv
 from shared.manifest import RunOutput
 from shared.metrics import row_normalize
 from shared.trained import TrainedModel
@@ -51,6 +51,9 @@ def _report(spec: EvaluateSpec, trained: TrainedModel, summary: dict, figs: dict
                         f"{len(split.skipped)} skipped")
     rep.add("Summary", report.cards({"accuracy": summary["accuracy"], **summary["top_k"],
                                      "macro F1": summary["macro_f1"], "images": summary["n"]}))
+    if trained.store.exists("training_curves.png"):
+        rep.add("Training", report.figure(trained.store.read_bytes("training_curves.png"),
+                                          "training curves of the model"))
     rep.add("Per class", report.table(["label", "precision", "recall", "F1", "support"],
                                       [[r["label"], r["precision"], r["recall"], r["f1"], r["support"]]
                                        for r in summary["per_class"]]))
@@ -94,8 +97,7 @@ def write_outputs(spec: EvaluateSpec, out: RunOutput, trained: TrainedModel, spl
     out.write_json("worst_misclassified.json", worst)
     out.write_text("per_class.csv", _per_class_csv(summary["per_class"]))
     out.write_text("predictions.csv", _predictions_csv(split, probs, labels))
-    out.write_text("skipped.csv", "key,label,status,reason\n" + "".join(
-        f"{s.key},{s.label},{s.status},\"{s.reason}\"\n" for s in split.skipped))
+    out.write_text("skipped.csv", skipped_csv([split]))
     out.write_text("spec.yaml", spec.to_yaml())
     out.write_text("report.html", _report(spec, trained, summary, figs, worst, split, extra))
     out.publish(accuracy=summary["accuracy"], n=summary["n"], split=spec.split)

@@ -1,6 +1,8 @@
 """Write the train job's outputs, then publish the manifest last."""
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import os
 import tempfile
@@ -9,7 +11,7 @@ import time
 
 from jobs.train.spec import TrainSpec
 from shared.datasets import DatasetIndex
-from shared.loading import LoadedSplit
+from shared.loading import LoadedSplit, skipped_csv
 from shared.manifest import RunOutput
 from shared.metrics import summarize
 from shared.model import BACKBONE_LAYER, Classifier
@@ -28,6 +30,16 @@ def _model_bytes(clf: Classifier) -> bytes:
         clf.model.save(path)
         with open(path, "rb") as fh:
             return fh.read()
+
+
+def splits_csv(splits: dict[str, LoadedSplit], labels: list[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["split", "key", "label"])
+    for name, split in splits.items():
+        for key, y in zip(split.keys, split.labels):
+            writer.writerow([name, key, labels[int(y)]])
+    return buf.getvalue()
 
 
 def split_metrics(clf: Classifier, splits: dict[str, LoadedSplit], result: RecipeResult,
@@ -49,7 +61,6 @@ def split_metrics(clf: Classifier, splits: dict[str, LoadedSplit], result: Recip
 def write_outputs(spec: TrainSpec, out: RunOutput, clf: Classifier, index: DatasetIndex,
                   splits: dict[str, LoadedSplit], result: RecipeResult, timing: dict, fp: str) -> None:
     """Model, labels, history, curves, metrics, spec and skip list; manifest last."""
-    from jobs.train.workflow import _skipped_csv, _splits_csv
     from shared.backbones import get_info
 
     info = get_info(spec.backbone)
@@ -77,8 +88,8 @@ def write_outputs(spec: TrainSpec, out: RunOutput, clf: Classifier, index: Datas
     out.write_bytes("training_curves.png", training_curves(result.history, result.phase_starts))
     out.write_json("metrics.json", metrics_doc)
     out.write_text("spec.yaml", spec.to_yaml())
-    out.write_text("skipped.csv", _skipped_csv(splits))
-    out.write_text("splits.csv", _splits_csv(splits, index.labels))
+    out.write_text("skipped.csv", skipped_csv(splits.values()))
+    out.write_text("splits.csv", splits_csv(splits, index.labels))
     out.publish(fingerprint=fp, labels=index.labels, layout=index.layout,
                 metrics={k: v["accuracy"] for k, v in metrics.items()})
     summary = ", ".join(f"{k} acc={v['accuracy']:.3f}" for k, v in metrics.items())

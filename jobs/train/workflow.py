@@ -1,9 +1,7 @@
 """Train workflow: dataset -> decode -> backbone + head -> fit -> outputs -> manifest."""
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import logging
 import time
@@ -13,7 +11,7 @@ import numpy as np
 from jobs.train.spec import TrainSpec
 from shared.datasets import SplitConfig, check_label_sizes, discover
 from shared.errors import UserError
-from shared.loading import LoadedSplit, load_split
+from shared.loading import load_split
 from shared.manifest import RunOutput, is_published
 from shared.runner import STOP
 from shared.storage import open_store
@@ -62,26 +60,6 @@ def _load(spec: TrainSpec, size: int):
         needed = spec.min_per_label if name == "train" else 1
         check_label_sizes(counts, needed, f"{spec.dataset} {name} split after skipping unusable images")
     return index, splits
-
-
-def _skipped_csv(splits: dict[str, LoadedSplit]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["split", "key", "label", "status", "reason"])
-    for name, split in splits.items():
-        for s in split.skipped:
-            writer.writerow([name, s.key, s.label, s.status, s.reason])
-    return buf.getvalue()
-
-
-def _splits_csv(splits: dict[str, LoadedSplit], labels: list[str]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["split", "key", "label"])
-    for name, split in splits.items():
-        for key, y in zip(split.keys, split.labels):
-            writer.writerow([name, key, labels[int(y)]])
-    return buf.getvalue()
 
 
 def train(spec: TrainSpec) -> None:
