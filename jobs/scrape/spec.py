@@ -1,24 +1,14 @@
 """Parameters of the scrape job and of its merge step."""
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from shared.errors import UserError
 from shared.fetch import USER_AGENT
+from shared.sharding import parse_shard
 from shared.specs import JobSpec
-
-_SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
-
-
-def parse_shard(value: str) -> tuple[int, int]:
-    """``"i/N"`` -> (i, N) with 0 <= i < N; raise ValueError naming the expected form."""
-    match = _SHARD_RE.match(value)
-    if not match or not 0 <= int(match[1]) < int(match[2]):
-        raise ValueError(f"shard must be I/N with 0 <= I < N (e.g. 0/4), got {value!r}")
-    return int(match[1]), int(match[2])
-
 
 class SplitSettings(JobSpec):
     """How the merged dataset is split and judged (shared by scrape and scrape-merge)."""
@@ -75,7 +65,10 @@ class ScrapeSpec(SplitSettings):
     @classmethod
     def _shard(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_shard(value)
+            try:
+                parse_shard(value)
+            except UserError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
 

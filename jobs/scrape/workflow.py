@@ -7,13 +7,13 @@ recorded (resume), download the rest, mark the shard done; an unsharded run then
 from __future__ import annotations
 
 import logging
-import os
 from typing import Iterator
 
 from jobs.scrape import records
 from jobs.scrape.merge import finalize
 from jobs.scrape.pipeline import Context, decode_pool, make_prepare, run_pipeline
-from jobs.scrape.spec import ScrapeSpec, SplitSettings, parse_shard
+from jobs.scrape.spec import ScrapeSpec, SplitSettings
+from shared import sharding
 from shared.errors import Interrupted, UserError
 from shared.fetch import FetchConfig
 from shared.imageprep import PrepOptions
@@ -32,24 +32,7 @@ _STORED_AS = ("urls", "resize", "reencode", "jpeg_quality", "min_side", "max_pix
 
 def resolve_shard(spec: ScrapeSpec, env: dict[str, str] | None = None) -> tuple[int, int]:
     """(index, count) from ``--shard``, else the AWS Batch array index + ``--shard-count``."""
-    env = os.environ if env is None else env
-    if spec.shard:
-        return parse_shard(spec.shard)
-    array_index = env.get("AWS_BATCH_JOB_ARRAY_INDEX")
-    if array_index is None:
-        return (0, 1) if not spec.shard_count or spec.shard_count == 1 else _need_index(spec)
-    if not spec.shard_count:
-        raise UserError("AWS_BATCH_JOB_ARRAY_INDEX is set but the number of shards is not: set "
-                        "--shard-count (or HEADSTART_SHARD_COUNT) to the array size")
-    try:
-        return parse_shard(f"{array_index}/{spec.shard_count}")
-    except ValueError as exc:
-        raise UserError(f"AWS_BATCH_JOB_ARRAY_INDEX={array_index!r}: {exc}") from None
-
-
-def _need_index(spec: ScrapeSpec) -> tuple[int, int]:
-    raise UserError(f"--shard-count {spec.shard_count} needs a shard index: pass --shard I/N or "
-                    "run as an AWS Batch array job (AWS_BATCH_JOB_ARRAY_INDEX)")
+    return sharding.resolve_shard(spec.shard, env, spec.shard_count)
 
 
 def _check_shard_spec(store: Store, folder: str, spec: ScrapeSpec) -> None:

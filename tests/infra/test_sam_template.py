@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra_helpers import (PLACEHOLDER, ROOT, TEMPLATE, load_template, resources,
-                           state_machine_definition, transformed_template, walk)
+                           state_machine_definition, transformed_template)
 
 JOB_DEFINITIONS = {"TrainJobDefinition": "train", "EvaluateJobDefinition": "evaluate",
                    "GradcamJobDefinition": "gradcam", "ScrapeJobDefinition": "scrape",

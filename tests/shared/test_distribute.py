@@ -5,8 +5,7 @@ import logging
 
 import pytest
 
-from shared.distribute import batch_array_shard, get_strategy
-from shared.errors import UserError
+from shared.distribute import get_strategy
 
 
 def test_one_device_gets_the_default_strategy(caplog):
@@ -36,12 +35,3 @@ def test_several_gpus_get_a_mirrored_strategy(monkeypatch):
                         lambda kind: [FakeDevice("/device:GPU:0"), FakeDevice("/device:GPU:1")])
     monkeypatch.setattr(tf.distribute, "MirroredStrategy", lambda devices: made.setdefault("d", devices))
     assert get_strategy() == ["/device:GPU:0", "/device:GPU:1"]
-
-
-def test_batch_array_shard():
-    assert batch_array_shard({}) is None
-    assert batch_array_shard({"AWS_BATCH_JOB_ARRAY_INDEX": "2", "HEADSTART_SHARD_COUNT": "4"}) == (2, 4)
-    with pytest.raises(UserError, match="HEADSTART_SHARD_COUNT"):
-        batch_array_shard({"AWS_BATCH_JOB_ARRAY_INDEX": "2"})
-    with pytest.raises(UserError, match=r"\[0, HEADSTART_SHARD_COUNT\)"):
-        batch_array_shard({"AWS_BATCH_JOB_ARRAY_INDEX": "4", "HEADSTART_SHARD_COUNT": "4"})

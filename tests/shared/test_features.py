@@ -1,7 +1,6 @@
 """The fast path's feature cache and the seeded batch sequences both training paths use."""
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import pytest
 import yaml
 
 from shared.cli import main
