@@ -265,13 +265,30 @@ class S3Store(Store):
         return int(head["ContentLength"])
 
 
+def s3_endpoint() -> str | None:
+    """The S3 endpoint override: ``HEADSTART_S3_ENDPOINT``, ``AWS_ENDPOINT_URL_S3``, or the
+    ``s3_endpoint`` key of the Headstart config file (``$HEADSTART_CONFIG`` or
+    ``~/.config/headstart/cloud.yaml``); None means AWS's own endpoint."""
+    endpoint = os.environ.get("HEADSTART_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL_S3")
+    if endpoint:
+        return endpoint
+    config = Path(os.environ.get("HEADSTART_CONFIG") or "~/.config/headstart/cloud.yaml").expanduser()
+    if not config.is_file():
+        return None
+    import yaml
+
+    try:
+        data = yaml.safe_load(config.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"config file {str(config)!r} is not readable YAML: {exc}") from None
+    return data.get("s3_endpoint") if isinstance(data, dict) else None
+
+
 def s3_client():
-    """A boto3 S3 client; ``HEADSTART_S3_ENDPOINT`` or ``AWS_ENDPOINT_URL_S3`` override the
-    endpoint (MinIO, a moto server)."""
+    """A boto3 S3 client, pointed at :func:`s3_endpoint` when set (MinIO, a moto server)."""
     import boto3  # imported lazily: local-only runs never need it
 
-    endpoint = os.environ.get("HEADSTART_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL_S3")
-    return boto3.client("s3", endpoint_url=endpoint or None)
+    return boto3.client("s3", endpoint_url=s3_endpoint())
 
 
 def open_store(uri: str | os.PathLike) -> Store:

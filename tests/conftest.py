@@ -51,6 +51,8 @@ def fake_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     monkeypatch.setenv("AWS_CONFIG_FILE", str(nowhere))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(nowhere))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # Nor the developer's Headstart config file (it may name an S3 endpoint or a stack).
+    monkeypatch.setenv("HEADSTART_CONFIG", str(tmp_path_factory.getbasetemp() / "no-headstart-config"))
 
 
 @pytest.fixture

@@ -317,3 +317,20 @@ def test_aws_endpoint_url_s3_is_honoured(moto_server, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_server.endpoint)
     open_store(moto_server.uri).write_text("k", "v")
     assert open_store(moto_server.uri).read_text("k") == "v"
+
+
+def test_s3_endpoint_precedence(tmp_path, monkeypatch) -> None:
+    from shared.storage import s3_endpoint
+
+    config = tmp_path / "cloud.yaml"
+    config.write_text("s3_endpoint: http://from-config:9000\n")
+    monkeypatch.setenv("HEADSTART_CONFIG", str(config))
+    assert s3_endpoint() == "http://from-config:9000"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://from-aws-env:9000")
+    assert s3_endpoint() == "http://from-aws-env:9000"
+    monkeypatch.setenv("HEADSTART_S3_ENDPOINT", "http://from-headstart-env:9000")
+    assert s3_endpoint() == "http://from-headstart-env:9000"
+    monkeypatch.delenv("HEADSTART_S3_ENDPOINT")
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
+    monkeypatch.setenv("HEADSTART_CONFIG", str(tmp_path / "absent.yaml"))
+    assert s3_endpoint() is None
