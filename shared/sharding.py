@@ -10,7 +10,10 @@ import os
 import re
 from typing import Callable, Iterable, Mapping, TypeVar
 
+from pydantic import Field, field_validator
+
 from shared.errors import UserError
+from shared.specs import JobSpec
 
 T = TypeVar("T")
 ARRAY_INDEX_ENV = "AWS_BATCH_JOB_ARRAY_INDEX"
@@ -64,3 +67,22 @@ def select(items: Iterable[T], index: int, count: int, key: Callable[[T], str] =
 def shard_name(index: int, count: int) -> str:
     """The folder name of one shard's outputs, e.g. ``shard-00001-of-00004``."""
     return f"shard-{index:05d}-of-{count:05d}"
+
+
+class ShardSpec(JobSpec):
+    """``--shard I/N`` and ``--shard-count`` for jobs that fan out as AWS Batch array jobs."""
+
+    shard: str | None = Field(None, description="I/N: process only this deterministic share "
+                              "(default: AWS_BATCH_JOB_ARRAY_INDEX/--shard-count)")
+    shard_count: int | None = Field(None, ge=1, le=100_000, description="number of shards of an "
+                                    "AWS Batch array job (its array size)")
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_shard(value)
+            except UserError as exc:
+                raise ValueError(str(exc)) from None
+        return value

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from shared.imagesets import ModelImagesSpec
+from shared.sharding import ShardSpec
 
 
-class GradcamSpec(ModelImagesSpec):
+class GradcamSpec(ModelImagesSpec, ShardSpec):
     split: Literal["train", "valid", "test", "all"] = Field("test",
                        description="dataset split to explain: train | valid | test | all")
     method: Literal["gradcam", "gradcam++", "activation"] = Field("gradcam",
@@ -24,22 +25,5 @@ class GradcamSpec(ModelImagesSpec):
                                "against masking random ones (two extra forward passes)")
     mask_fraction: float = Field(0.2, gt=0, lt=1, description="share of pixels masked for faithfulness")
     grid_per_class: int = Field(36, ge=0, le=400, description="overlays per class on the grid sheets")
-    shard: str | None = Field(None, description="I/N: explain only this deterministic share of the "
-                              "images (default: AWS_BATCH_JOB_ARRAY_INDEX/--shard-count)")
-    shard_count: int | None = Field(None, ge=1, le=100_000, description="number of shards of an "
-                                    "AWS Batch array job (its array size)")
     min_side: int = Field(8, ge=1, description="skip images smaller than this (pixels)")
     seed: int = Field(0, description="seed of the random masks of the faithfulness baseline")
-
-    @field_validator("shard")
-    @classmethod
-    def _shard(cls, value: str | None) -> str | None:
-        from shared.errors import UserError
-        from shared.sharding import parse_shard
-
-        if value is not None:
-            try:
-                parse_shard(value)
-            except UserError as exc:
-                raise ValueError(str(exc)) from None
-        return value

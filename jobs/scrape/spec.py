@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from shared.errors import UserError
 from shared.fetch import USER_AGENT
-from shared.sharding import parse_shard
+from shared.sharding import ShardSpec
 from shared.specs import JobSpec
 
 class SplitSettings(JobSpec):
@@ -30,7 +29,7 @@ class SplitSettings(JobSpec):
         return self
 
 
-class ScrapeSpec(SplitSettings):
+class ScrapeSpec(SplitSettings, ShardSpec):
     urls: str = Field(description="CSV with url,label columns, or a folder/prefix of <label>.csv|"
                       ".txt files with one URL per line (local or s3://)",
                       json_schema_extra={"positional": True})
@@ -55,21 +54,7 @@ class ScrapeSpec(SplitSettings):
     user_agent: str = Field(USER_AGENT, description="User-Agent header sent with every request")
     allow_loopback: list[str] = Field(default_factory=list, description="HOST:PORT loopback "
                                       "endpoints to allow (tests and local demos ONLY)")
-    shard: str | None = Field(None, description="I/N: fetch only this deterministic share of the "
-                              "list (default: AWS_BATCH_JOB_ARRAY_INDEX/--shard-count)")
-    shard_count: int | None = Field(None, ge=1, le=100_000, description="number of shards of an "
-                                    "AWS Batch array job")
     checkpoint_every: int = Field(1000, ge=1, description="URLs per progress record (resume unit)")
-
-    @field_validator("shard")
-    @classmethod
-    def _shard(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                parse_shard(value)
-            except UserError as exc:
-                raise ValueError(str(exc)) from None
-        return value
 
 
 class MergeSpec(JobSpec):
