@@ -70,8 +70,10 @@ def gradcam(spec: GradcamSpec) -> None:
     out, shard, count = _output(spec)
     trained = load_trained(spec.model)
     targets_for = target_resolver(spec.target, trained.labels)
+    # Shard on the key relative to the dataset root: the same dataset shards the same way
+    # wherever it is stored.
     refs = select(resolve_images(spec.images, spec.split, trained.split_config()), shard, count,
-                  key=lambda r: r.uri)
+                  key=lambda r: r.key)
     log.info("explaining %d images (shard %d/%d) with %s", len(refs), shard, count, spec.method)
     graph = build_cam_graph(trained.model, spec.layer)
     graph.check(trained.model)
