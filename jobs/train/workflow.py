@@ -86,7 +86,9 @@ def train(spec: TrainSpec) -> None:
     _fit_and_write(spec, out, info, size, index, splits, fp, {"decode_s": decode_s, "start": t_start})
 
 
-def _fit_and_write(spec, out, info, size, index, splits, fp, timing) -> None:
+def _fit_and_write(spec: TrainSpec, out: RunOutput, info, size: int, index, splits: dict,
+                   fp: str, timing: dict) -> None:
+    """Build the classifier, run the recipe (resuming from checkpoints), write the outputs."""
     from shared import recipe
     from shared.backbones import build_backbone
     from shared.checkpoints import CheckpointStore
@@ -96,7 +98,8 @@ def _fit_and_write(spec, out, info, size, index, splits, fp, timing) -> None:
     import keras
 
     keras.utils.set_random_seed(spec.seed)
-    with get_strategy().scope():
+    strategy = get_strategy()
+    with strategy.scope():
         backbone = build_backbone(spec.backbone, size, spec.weights)
         clf = assemble(backbone, info, size, len(index.labels), spec.head_width, spec.dropout)
     ckpt = CheckpointStore(out.store, fp)
@@ -108,7 +111,8 @@ def _fit_and_write(spec, out, info, size, index, splits, fp, timing) -> None:
                               spec.label_smoothing, spec.fast_path, spec.augment_views,
                               spec.fine_tune_layers, spec.fine_tune_epochs, spec.fine_tune_lr,
                               spec.seed, spec.cache_dir, class_weight_list(spec.class_weights, index.labels))
-    result = recipe.fit(clf, splits, cfg, ckpt)
+    with strategy.scope():  # optimizer state lives with the replicas on several GPUs
+        result = recipe.fit(clf, splits, cfg, ckpt)
     from jobs.train.outputs import write_outputs
 
     write_outputs(spec, out, clf, index, splits, result, timing, fp)
