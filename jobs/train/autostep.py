@@ -36,7 +36,7 @@ def _request(spec: TrainSpec, budget_s: float):
     split = SplitConfig(spec.valid_fraction, spec.test_fraction, spec.seed, spec.max_per_label,
                         spec.min_per_label)
     return AutoRequest(spec.dataset, split, parse_candidates(spec.candidates, extra), budget_s,
-                       spec.batch_size, spec.label_smoothing, spec.fine_tune_epochs, spec.min_side,
+                       spec.batch_size or 32, spec.label_smoothing, spec.fine_tune_epochs, spec.min_side,
                        spec.max_pixels, {k: getattr(spec, k) for k in PINNABLE if k in given})
 
 

@@ -15,7 +15,8 @@ class TrainSpec(JobSpec):
     weights: str = Field("imagenet", description="imagenet | none | path/URI of a backbone .weights.h5")
     image_size: int | None = Field(None, description="input size in pixels (default: the backbone's)")
     epochs: int = Field(20, ge=1, le=10_000, description="maximum head-training epochs (early stopping ends sooner)")
-    batch_size: int = Field(32, ge=1, le=4096, description="images per batch")
+    batch_size: int | None = Field(None, ge=1, le=4096, description="images per training batch "
+                                    "(default: 32; 8 below 128 training images, 16 below 256)")
     learning_rate: float = Field(1e-3, gt=0, lt=1, description="Adam learning rate of the head")
     patience: int = Field(5, ge=1, description="early-stopping patience in epochs (validation loss)")
     head_width: int = Field(1024, ge=1, description="units of the head's hidden Dense layer")

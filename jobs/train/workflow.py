@@ -83,6 +83,11 @@ def train(spec: TrainSpec) -> None:
     t0 = time.monotonic()
     index, splits = _load(spec, size)
     decode_s = time.monotonic() - t0
+    if spec.batch_size is None:  # resolved here, so spec.yaml records the value used
+        from shared.recipe import default_batch_size
+
+        spec = spec.model_copy(update={"batch_size": default_batch_size(len(splits["train"]))})
+        log.info("batch size %d for %d training images", spec.batch_size, len(splits["train"]))
     _fit_and_write(spec, out, info, size, index, splits, fp, {"decode_s": decode_s, "start": t_start})
 
 
