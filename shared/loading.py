@@ -142,9 +142,3 @@ def skipped_csv(splits: Iterable[LoadedSplit]) -> str:
         for s in split.skipped:
             writer.writerow([split.name, s.key, s.label, s.status, s.reason])
     return buf.getvalue()
-
-
-def batches(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
-    """Yield consecutive batches (views, no copies) of an image array."""
-    for start in range(0, len(images), batch_size):
-        yield images[start:start + batch_size]

@@ -44,7 +44,11 @@ class RunOutput:
     def write_bytes(self, key: str, data: bytes) -> None:
         """Write one output file and record its size and sha256."""
         self.store.write_bytes(key, data)
-        self.files[key] = {"size": len(data), "sha256": sha256(data)}
+        self.record(key, len(data), sha256(data))
+
+    def record(self, key: str, size: int, digest: str) -> None:
+        """List a file already in the store whose size and sha256 are known (no re-read)."""
+        self.files[key] = {"size": size, "sha256": digest}
 
     def write_text(self, key: str, text: str) -> None:
         self.write_bytes(key, text.encode("utf-8"))
@@ -55,7 +59,7 @@ class RunOutput:
     def record_existing(self, key: str) -> None:
         """Add a file already in the store (e.g. written by an earlier shard) to the manifest."""
         data = self.store.read_bytes(key)
-        self.files[key] = {"size": len(data), "sha256": sha256(data)}
+        self.record(key, len(data), sha256(data))
 
     def unpublish(self) -> None:
         """Remove a previous manifest and failure record so the directory reads as in progress."""

@@ -116,7 +116,7 @@ def _write_report(store: Store, parts: list[str], images: dict[str, Image], plan
             digest.update(chunk)
             size += len(chunk)
         store.upload_file(REPORT, path)
-    out.files[REPORT] = {"size": size, "sha256": digest.hexdigest()}
+    out.record(REPORT, size, digest.hexdigest())
     return per_label
 
 
@@ -171,7 +171,7 @@ def finalize(store: Store, settings: SplitSettings, shard_count: int) -> dict:
     targets = {image_path(split, images[sha].label, sha, images[sha].ext): sha for sha, split in plan.items()}
     place_images(store, {path: records.object_key(sha, images[sha].ext) for path, sha in targets.items()})
     for path, sha in targets.items():
-        out.files[path] = {"size": images[sha].stored_bytes, "sha256": images[sha].stored_sha256}
+        out.record(path, images[sha].stored_bytes, images[sha].stored_sha256)
     return out.publish(layout="imagenet", images=len(plan), urls=summary["urls"],
                        labels=sorted(kept), success_rate=summary["success_rate"])
 

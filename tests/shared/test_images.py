@@ -13,21 +13,13 @@ from PIL import Image, ImageFile
 from shared import images
 from shared.images import (ImageInfo, ImageRejected, decode_image, encode_jpeg, encode_png,
                            inspect_image, resize_longest, sniff_format)
+from tests.imagegen import encode
 
 
 def gradient(h=32, w=48) -> np.ndarray:
     y, x = np.mgrid[0:h, 0:w]
     return np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), (x + y) % 256],
                     axis=-1).astype(np.uint8)
-
-
-def encode(array: np.ndarray, fmt: str, **kwargs) -> bytes:
-    buf = io.BytesIO()
-    img = Image.fromarray(array)
-    if fmt == "GIF":
-        img = img.convert("P")
-    img.save(buf, format=fmt, **kwargs)
-    return buf.getvalue()
 
 
 def png_with_declared_size(width: int, height: int) -> bytes:

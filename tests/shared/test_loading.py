@@ -1,7 +1,6 @@
 """Decoding a split: by content, bad files skipped with a reason, resized, memmap path identical."""
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import pytest
@@ -9,8 +8,9 @@ from PIL import Image
 
 from shared import loading
 from shared.datasets import Item
-from shared.loading import LoadedSplit, batches, load_split
+from shared.loading import LoadedSplit, load_split
 from shared.storage import open_store
+from tests.imagegen import encode
 
 LABELS = ["cat", "dog"]
 
@@ -23,15 +23,6 @@ def gradient(h: int = 32, w: int = 32) -> np.ndarray:
     y, x = np.mgrid[0:h, 0:w]
     return np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), (x * 7 + y * 3) % 256],
                     axis=-1).astype(np.uint8)
-
-
-def encode(array: np.ndarray, fmt: str, **kwargs) -> bytes:
-    buf = io.BytesIO()
-    img = Image.fromarray(array)
-    if fmt == "GIF":
-        img = img.convert("P")
-    img.save(buf, format=fmt, **kwargs)
-    return buf.getvalue()
 
 
 def put(store, files: dict[str, bytes]) -> list[Item]:
@@ -160,15 +151,6 @@ def test_memmap_path_gives_identical_arrays(tmp_path, monkeypatch):
     np.testing.assert_array_equal(mapped.labels, in_memory.labels)
     assert mapped.keys == in_memory.keys
     assert [s.key for s in mapped.skipped] == [s.key for s in in_memory.skipped] == ["cat/bad.jpg"]
-
-
-def test_batches_are_views_covering_everything():
-    images = np.arange(7 * 2 * 2 * 3, dtype=np.uint8).reshape(7, 2, 2, 3)
-    parts = list(batches(images, 3))
-    assert [len(p) for p in parts] == [3, 3, 1]
-    np.testing.assert_array_equal(np.concatenate(parts), images)
-    assert all(np.shares_memory(p, images) for p in parts)
-    assert list(batches(images[:0], 3)) == []
 
 
 @pytest.mark.parametrize("fmt", ["BMP", "WEBP", "TIFF"])
