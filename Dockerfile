@@ -21,7 +21,7 @@ RUN groupadd --system --gid 10001 headstart \
     && useradd --system --uid 10001 --gid headstart --create-home --home-dir /home/headstart headstart
 
 WORKDIR /opt/headstart
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY shared ./shared
 COPY jobs ./jobs
 COPY infra ./infra
@@ -38,7 +38,7 @@ sys.exit(f'second TensorFlow installed: {bad}' if bad else 0)" \
     && rm /tmp/constraints.txt
 
 RUN mkdir -p "${KERAS_HOME}" \
-    && if [ -n "${BAKE_WEIGHTS}" ]; then python3 -m infra.bake_weights ${BAKE_WEIGHTS}; fi \
+    && if [ -n "${BAKE_WEIGHTS}" ]; then python3 -m headstart.infra.bake_weights ${BAKE_WEIGHTS}; fi \
     && chown -R headstart:headstart "${KERAS_HOME}"
 
 USER 10001:10001

@@ -25,13 +25,13 @@ def sample_dataset(per_label: int) -> tuple[str, str]:
     """(dataset URI, description): flowers5 when handed material is present, else shapes."""
     if FLOWERS.is_dir():
         return str(FLOWERS), "flowers5"
-    from jobs.demo.workflow import generate_shapes
+    from headstart.jobs.demo.workflow import generate_shapes
 
     return generate_shapes(tempfile.mkdtemp(prefix="bench-shapes-"), per_label), "generated shapes"
 
 
 def quiet() -> None:
-    from shared.logs import setup_logging
+    from headstart.shared.runtime.logs import setup_logging
 
     setup_logging("WARNING")
     logging.getLogger("bench").setLevel("INFO")

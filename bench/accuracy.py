@@ -26,9 +26,9 @@ FINE_TUNE_LAYERS = 20  # about the last three inverted-residual blocks of Mobile
 
 
 def _train(k: int | None, fine_tune: int, seed: int) -> dict:
-    from jobs.train.spec import TrainSpec
-    from jobs.train.workflow import train
-    from shared.storage import open_store
+    from headstart.jobs.train.spec import TrainSpec
+    from headstart.jobs.train.workflow import train
+    from headstart.shared.storage.store import open_store
     import json
 
     out = tempfile.mkdtemp(prefix="bench-acc-")
@@ -48,12 +48,12 @@ def _logistic(k: int | None, seed: int) -> dict:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from shared.backbones import build_backbone, get_info
-    from shared.datasets import SplitConfig, discover
-    from shared.features import extract_features
-    from shared.loading import load_split
-    from shared.model import assemble
-    from shared.storage import open_store
+    from headstart.shared.model.backbones import build_backbone, get_info
+    from headstart.shared.data.datasets import SplitConfig, discover
+    from headstart.shared.model.features import extract_features
+    from headstart.shared.data.loading import load_split
+    from headstart.shared.model.classifier import assemble
+    from headstart.shared.storage.store import open_store
 
     index = discover(str(FLOWERS), SplitConfig(0.15, 0.3, seed, k))
     clf = assemble(build_backbone("mobilenet_v2", 160, str(MOBILENET)), get_info("mobilenet_v2"), 160,

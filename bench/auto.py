@@ -30,9 +30,9 @@ def _candidates(quick: bool) -> list[str]:
 
 
 def _train(k: int | None, auto: bool, quick: bool, budget_min: float) -> dict:
-    from jobs.train.spec import TrainSpec
-    from jobs.train.workflow import train
-    from shared.storage import open_store
+    from headstart.jobs.train.spec import TrainSpec
+    from headstart.jobs.train.workflow import train
+    from headstart.shared.storage.store import open_store
 
     out = tempfile.mkdtemp(prefix="bench-auto-")
     common = dict(dataset=str(FLOWERS), out=out, max_per_label=k, valid_fraction=0.15,

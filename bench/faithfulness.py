@@ -24,7 +24,7 @@ METHODS = ("gradcam", "gradcam++", "activation")
 
 def _train(run: str, per_label: int, epochs: int) -> float:
     """Train into ``run`` (a no-op when the same spec is already published there)."""
-    from shared.cli import main
+    from headstart.shared.runtime.cli import main
 
     t0 = time.monotonic()
     code = main(["train", str(FLOWERS), "--backbone", "mobilenet_v2", "--image-size", "160",
@@ -36,9 +36,9 @@ def _train(run: str, per_label: int, epochs: int) -> float:
 
 
 def _test_split(trained, limit: int | None):
-    from shared.datasets import discover
-    from shared.loading import load_split
-    from shared.storage import open_store
+    from headstart.shared.data.datasets import discover
+    from headstart.shared.data.loading import load_split
+    from headstart.shared.storage.store import open_store
 
     index = discover(str(FLOWERS), trained.split_config())
     items = index.splits["test"][:limit] if limit else index.splits["test"]
@@ -46,10 +46,10 @@ def _test_split(trained, limit: int | None):
 
 
 def _score(trained, split, method: str, fraction: float, layer: str | None) -> dict:
-    from shared.camgraph import build_cam_graph
-    from shared.faithfulness import faithfulness, model_predictor
+    from headstart.shared.explain.camgraph import build_cam_graph
+    from headstart.shared.explain.faithfulness import faithfulness, model_predictor
 
-    from shared.gradcam import make_cam
+    from headstart.shared.explain.gradcam import make_cam
 
     result = make_cam(method, build_cam_graph(trained.model, layer)).run(split.images, None, 32)
     base = result.probs[np.arange(len(result)), result.targets]
@@ -78,7 +78,7 @@ def main() -> None:
     per_label, epochs, limit = (30, 3, 40) if args.quick else (200, 8, None)
     run = args.run or str(Path(tempfile.gettempdir()) / f"headstart-bench/flowers5-mnv2-{per_label}-{epochs}")
     train_s = _train(run, per_label, epochs)
-    from shared.trained import load_trained
+    from headstart.shared.model.trained import load_trained
 
     trained = load_trained(run)
     split = _test_split(trained, limit)

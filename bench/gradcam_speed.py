@@ -21,8 +21,8 @@ log = logging.getLogger("bench")
 def _model(backbone: str, size: int):
     import keras
 
-    from shared.backbones import build_backbone, get_info
-    from shared.model import assemble
+    from headstart.shared.model.backbones import build_backbone, get_info
+    from headstart.shared.model.classifier import assemble
 
     keras.utils.set_random_seed(0)
     weights = str(MOBILENET) if backbone == "mobilenet_v2" and size == 160 and MOBILENET.is_file() else "none"
@@ -58,8 +58,8 @@ def main() -> None:
     quiet()
     import tensorflow as tf
 
-    from shared.camgraph import build_cam_graph
-    from shared.gradcam import make_cam
+    from headstart.shared.explain.camgraph import build_cam_graph
+    from headstart.shared.explain.gradcam import make_cam
 
     n, n_loop = (64, 8) if args.quick else (256, 32)
     model, weights = _model(args.backbone, args.size)

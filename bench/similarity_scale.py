@@ -28,7 +28,7 @@ def _embeddings(n: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def measure(n: int, dim: int) -> dict:
-    from shared.similarity import block_rows, scan
+    from headstart.shared.explain.similarity import block_rows, scan
 
     e, groups = _embeddings(n, dim)
     tracemalloc.start()

@@ -20,9 +20,9 @@ log = logging.getLogger("bench")
 
 
 def _splits(dataset: str, per_label: int, size: int):
-    from shared.datasets import SplitConfig, discover
-    from shared.loading import load_split
-    from shared.storage import open_store
+    from headstart.shared.data.datasets import SplitConfig, discover
+    from headstart.shared.data.loading import load_split
+    from headstart.shared.storage.store import open_store
 
     index = discover(dataset, SplitConfig(0.15, 0.0, 7, per_label))
     store = open_store(dataset)
@@ -32,17 +32,17 @@ def _splits(dataset: str, per_label: int, size: int):
 def _classifier(backbone: str, index, size: int, weights: str):
     import keras
 
-    from shared.backbones import build_backbone, get_info
-    from shared.model import assemble
+    from headstart.shared.model.backbones import build_backbone, get_info
+    from headstart.shared.model.classifier import assemble
 
     keras.utils.set_random_seed(7)
     return assemble(build_backbone(backbone, size, weights), get_info(backbone), size, len(index.labels))
 
 
 def _train(backbone, index, splits, size, weights, fast: bool, epochs: int) -> float:
-    from shared.checkpoints import CheckpointStore
-    from shared.recipe import RecipeConfig, fit
-    from shared.storage import open_store
+    from headstart.shared.model.checkpoints import CheckpointStore
+    from headstart.shared.model.recipe import RecipeConfig, fit
+    from headstart.shared.storage.store import open_store
     import tempfile
 
     clf = _classifier(backbone, index, size, weights)
@@ -54,8 +54,8 @@ def _train(backbone, index, splits, size, weights, fast: bool, epochs: int) -> f
 
 
 def _forward(backbone, index, splits, size, weights) -> float:
-    from shared.features import EXTRACT_BATCH
-    from shared.predict import predict_arrays
+    from headstart.shared.model.features import EXTRACT_BATCH
+    from headstart.shared.model.predict import predict_arrays
 
     clf = _classifier(backbone, index, size, weights)
     predict_arrays(clf.extractor, splits["train"].images[:EXTRACT_BATCH], EXTRACT_BATCH)  # warm up

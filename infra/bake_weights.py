@@ -1,7 +1,7 @@
 """Download the ImageNet weights of some backbones into the Keras cache (``$KERAS_HOME``).
 
 Run at image build time (``docker build --build-arg BAKE_WEIGHTS="resnet50 ..."``) so jobs do
-not download at run time: ``python -m infra.bake_weights resnet50 mobilenet_v2``.
+not download at run time: ``python -m headstart.infra.bake_weights resnet50 mobilenet_v2``.
 """
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import logging
 import os
 import sys
 
-from shared.errors import UserError
+from headstart.shared.runtime.errors import UserError
 
 log = logging.getLogger("headstart.bake_weights")
 
 
 def bake(names: list[str]) -> list[str]:
     """Build each named backbone once with ImageNet weights, filling the Keras cache."""
-    from shared.backbones import REGISTRY, build_backbone, get_info
+    from headstart.shared.model.backbones import REGISTRY, build_backbone, get_info
 
     baked = []
     for name in names:

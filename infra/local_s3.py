@@ -1,7 +1,7 @@
 """Seed a local S3-compatible endpoint (the compose file's moto server) for laptop runs.
 
-``python -m infra.local_s3 BUCKET [LOCAL_DIR S3_URI]`` creates the bucket (idempotent) and
-optionally uploads a local folder, through :mod:`shared.storage` so ``HEADSTART_S3_ENDPOINT``
+``python -m headstart.infra.local_s3 BUCKET [LOCAL_DIR S3_URI]`` creates the bucket (idempotent) and
+optionally uploads a local folder, through :mod:`headstart.shared.storage.store` so ``HEADSTART_S3_ENDPOINT``
 applies exactly as it does for the jobs.
 """
 from __future__ import annotations
@@ -9,14 +9,14 @@ from __future__ import annotations
 import logging
 import sys
 
-from shared.errors import UserError
+from headstart.shared.runtime.errors import UserError
 
 log = logging.getLogger("headstart.local_s3")
 
 
 def ensure_bucket(bucket: str) -> None:
     """Create ``bucket`` unless it exists."""
-    from shared.storage import s3_client
+    from headstart.shared.storage.store import s3_client
 
     client = s3_client()
     try:
@@ -28,7 +28,7 @@ def ensure_bucket(bucket: str) -> None:
 
 def upload_folder(local_dir: str, uri: str) -> int:
     """Copy every file under ``local_dir`` to ``uri``; return how many."""
-    from shared.storage import open_store
+    from headstart.shared.storage.store import open_store
 
     src, dest = open_store(local_dir), open_store(uri)
     root = src.local_path()
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) not in (1, 3):
-        print("usage: python -m infra.local_s3 BUCKET [LOCAL_DIR S3_URI]", file=sys.stderr)
+        print("usage: python -m headstart.infra.local_s3 BUCKET [LOCAL_DIR S3_URI]", file=sys.stderr)
         return 2
     try:
         ensure_bucket(args[0])

@@ -133,7 +133,7 @@ def store_uri(request: pytest.FixtureRequest, tmp_path) -> str:
 
 @pytest.fixture
 def store(store_uri: str):
-    """An opened :class:`shared.storage.Store` at ``store_uri`` (both backends)."""
-    from shared.storage import open_store
+    """An opened :class:`headstart.shared.storage.store.Store` at ``store_uri`` (both backends)."""
+    from headstart.shared.storage.store import open_store
 
     return open_store(store_uri)

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.errors import UserError
-from shared.manifest import FAILURE, MANIFEST
-from shared.storage import open_store
+from headstart.shared.runtime.errors import UserError
+from headstart.shared.storage.manifest import FAILURE, MANIFEST
+from headstart.shared.storage.store import open_store
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 from pydantic import Field
 
-from shared.errors import UserError
-from shared.specs import JobSpec
+from headstart.shared.runtime.errors import UserError
+from headstart.shared.runtime.specs import JobSpec
 
 log = logging.getLogger(__name__)
 

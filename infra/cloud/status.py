@@ -6,8 +6,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.cloud.settings import Cloud, aws_call
-from shared.errors import UserError
+from headstart.infra.cloud.settings import Cloud, aws_call
+from headstart.shared.runtime.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from infra.cloud.settings import Cloud, aws_call
-from infra.trigger.app import pipeline_input, shards_for
-from shared.errors import UserError
-from shared.specs import ENV_PREFIX, add_spec_arguments, format_validation_error
+from headstart.infra.cloud.settings import Cloud, aws_call
+from headstart.infra.trigger.app import pipeline_input, shards_for
+from headstart.shared.runtime.errors import UserError
+from headstart.shared.runtime.specs import ENV_PREFIX, add_spec_arguments, format_validation_error
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def job_environment(job: str, args: str | None) -> list[dict[str, str]]:
     """``--args`` of ``job`` as ``[{"Name": "HEADSTART_X", "Value": ...}]``, validated."""
     if not args:
         return []
-    from shared.cli import COMMANDS
+    from headstart.shared.runtime.cli import COMMANDS
 
     module = importlib.import_module(COMMANDS[job])
     parser = _RaisingParser(prog=f"headstart {job} --args")
@@ -105,7 +105,7 @@ def _run_prefix(cloud: Cloud, run: str | None, default: str) -> tuple[str, str]:
 
 def urls_shards(urls: str, shard_bytes: int) -> int:
     """Scrape shards for a URL list (a file, or a folder of per-label lists) by its size."""
-    from shared.storage import open_store, split_uri
+    from headstart.shared.storage.store import open_store, split_uri
 
     store, name = split_uri(urls)
     if store.exists(name):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from shared.specs import JobSpec
+from headstart.shared.runtime.specs import JobSpec
 
 HELP = "list a run's artifacts, print its metrics and download its report for local viewing"
 
@@ -23,7 +23,7 @@ SPEC = ResultsSpec
 
 def run(spec: ResultsSpec) -> None:
     """List the run's artifacts, print its metrics, download its report."""
-    from infra.cloud.results import collect, format_results
+    from headstart.infra.cloud.results import collect, format_results
 
     target = None
     if spec.download:

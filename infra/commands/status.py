@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from infra.cloud.settings import CloudSpec
+from headstart.infra.cloud.settings import CloudSpec
 
 HELP = "show a pipeline execution (ARN) or Batch job (id): state, step, failure, log stream"
 
@@ -18,7 +18,7 @@ SPEC = StatusSpec
 
 def run(spec: StatusSpec) -> None:
     """Print the state, step, failure reason and log stream of an execution or job."""
-    from infra.cloud.settings import resolve
-    from infra.cloud.status import format_status, get_status
+    from headstart.infra.cloud.settings import resolve
+    from headstart.infra.cloud.status import format_status, get_status
 
     print(format_status(get_status(resolve(spec), spec.id)))

@@ -5,8 +5,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from infra.cloud.settings import CloudSpec
-from shared.errors import UserError
+from headstart.infra.cloud.settings import CloudSpec
+from headstart.shared.runtime.errors import UserError
 
 HELP = "run the pipeline or one job on AWS (Step Functions / Batch); prints its id"
 
@@ -53,8 +53,8 @@ SPEC = SubmitSpec
 
 def run(spec: SubmitSpec) -> None:
     """Start the pipeline or submit one job; print its id and how to follow it."""
-    from infra.cloud.settings import resolve
-    from infra.cloud.submit import submit_job, submit_pipeline
+    from headstart.infra.cloud.settings import resolve
+    from headstart.infra.cloud.submit import submit_job, submit_pipeline
 
     inputs = [v for v in (spec.first, spec.second) if v]
     cloud = resolve(spec)

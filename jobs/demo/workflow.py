@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from jobs.demo.spec import DemoSpec
-from shared.images import encode_jpeg
-from shared.storage import join, open_store
+from headstart.jobs.demo.spec import DemoSpec
+from headstart.shared.data.images import encode_jpeg
+from headstart.shared.storage.store import join, open_store
 
 log = logging.getLogger("headstart.demo")
 
@@ -63,10 +63,10 @@ def _handed_material(spec: DemoSpec) -> Path | None:
 
 def demo(spec: DemoSpec) -> None:
     """Train and evaluate on the best sample data available offline."""
-    from jobs.evaluate.spec import EvaluateSpec
-    from jobs.evaluate.workflow import evaluate
-    from jobs.train.spec import TrainSpec
-    from jobs.train.workflow import train
+    from headstart.jobs.evaluate.spec import EvaluateSpec
+    from headstart.jobs.evaluate.workflow import evaluate
+    from headstart.jobs.train.spec import TrainSpec
+    from headstart.jobs.train.workflow import train
 
     material = _handed_material(spec)
     run, ev = join(spec.out, "model"), join(spec.out, "evaluation")

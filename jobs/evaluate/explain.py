@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from shared.errors import UserError
-from shared.loading import LoadedSplit
-from shared.manifest import RunOutput
-from shared.trained import TrainedModel
+from headstart.shared.runtime.errors import UserError
+from headstart.shared.data.loading import LoadedSplit
+from headstart.shared.storage.manifest import RunOutput
+from headstart.shared.model.trained import TrainedModel
 
 log = logging.getLogger("headstart.evaluate")
 
@@ -28,9 +28,9 @@ DUPLICATE_THRESHOLD = 0.98
 def gradcam_worst(out: RunOutput, trained: TrainedModel, split: LoadedSplit,
                   worst: list[dict[str, Any]], batch_size: int = 32) -> None:
     """Write ``gradcam/<n>.png`` for each worst error (map of the wrong prediction) and link it."""
-    from shared.camgraph import build_cam_graph
-    from shared.gradcam import make_cam, upsample
-    from shared.overlay import overlay_png
+    from headstart.shared.explain.camgraph import build_cam_graph
+    from headstart.shared.explain.gradcam import make_cam, upsample
+    from headstart.shared.explain.overlay import overlay_png
 
     if not worst:
         return
@@ -50,9 +50,9 @@ def gradcam_worst(out: RunOutput, trained: TrainedModel, split: LoadedSplit,
 def similarity_sections(out: RunOutput, trained: TrainedModel, split: LoadedSplit,
                         batch_size: int = 64) -> list[tuple[str, str]]:
     """Embed (a capped sample of) the split; write the matrix figure and duplicates.csv."""
-    from shared import simreport as sr
-    from shared.predict import predict_arrays
-    from shared.similarity import embedder, normalize, scan
+    from headstart.shared.explain import simreport as sr
+    from headstart.shared.model.predict import predict_arrays
+    from headstart.shared.explain.similarity import embedder, normalize, scan
 
     n = len(split)
     idx = np.linspace(0, n - 1, min(n, SIMILARITY_CAP)).round().astype(int) if n else np.zeros(0, int)

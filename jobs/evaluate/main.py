@@ -1,11 +1,11 @@
 """Entrypoint of ``headstart evaluate``."""
-from jobs.evaluate.spec import EvaluateSpec
+from headstart.jobs.evaluate.spec import EvaluateSpec
 
 SPEC = EvaluateSpec
 HELP = "evaluate a trained model: metrics, confusion matrix, worst errors, HTML report"
 
 
 def run(spec: EvaluateSpec) -> None:
-    from jobs.evaluate.workflow import evaluate
+    from headstart.jobs.evaluate.workflow import evaluate
 
     evaluate(spec)

@@ -7,13 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from jobs.evaluate.spec import EvaluateSpec
-from shared import plots, report
-from shared.images import encode_png
-from shared.loading import LoadedSplit, skipped_csv
-from shared.manifest import RunOutput
-from shared.metrics import row_normalize
-from shared.trained import TrainedModel
+from headstart.jobs.evaluate.spec import EvaluateSpec
+from headstart.shared.report import plots
+from headstart.shared.report import html as report
+from headstart.shared.data.images import encode_png
+from headstart.shared.data.loading import LoadedSplit, skipped_csv
+from headstart.shared.storage.manifest import RunOutput
+from headstart.shared.report.metrics import row_normalize
+from headstart.shared.model.trained import TrainedModel
 
 
 def worst_errors(split: LoadedSplit, probs: np.ndarray, labels: list[str], n: int) -> list[dict[str, Any]]:
@@ -82,7 +83,7 @@ def write_outputs(spec: EvaluateSpec, out: RunOutput, trained: TrainedModel, spl
     figs = {"confusion_matrix.png": plots.confusion_matrix(matrix, labels, normalized=False),
             "confusion_matrix_normalized.png": plots.confusion_matrix(row_normalize(matrix), labels, True)}
     worst = worst_errors(split, probs, labels, spec.worst)
-    from jobs.evaluate.explain import explain  # Grad-CAM links of `worst` + similarity section
+    from headstart.jobs.evaluate.explain import explain  # Grad-CAM links of `worst` + similarity section
 
     extra = explain(out, trained, split, worst)
     for name, png in figs.items():

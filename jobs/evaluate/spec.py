@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from shared.specs import JobSpec
+from headstart.shared.runtime.specs import JobSpec
 
 
 class EvaluateSpec(JobSpec):

@@ -4,12 +4,12 @@ from __future__ import annotations
 import logging
 
 
-from jobs.evaluate.spec import EvaluateSpec
-from shared.datasets import Item, discover
-from shared.errors import UserError
-from shared.loading import LoadedSplit, load_split
-from shared.manifest import RunOutput
-from shared.storage import open_store
+from headstart.jobs.evaluate.spec import EvaluateSpec
+from headstart.shared.data.datasets import Item, discover
+from headstart.shared.runtime.errors import UserError
+from headstart.shared.data.loading import LoadedSplit, load_split
+from headstart.shared.storage.manifest import RunOutput
+from headstart.shared.storage.store import open_store
 
 log = logging.getLogger("headstart.evaluate")
 
@@ -35,10 +35,10 @@ def _check_labels(dataset_labels: list[str], model_labels: list[str], uri: str) 
 
 def evaluate(spec: EvaluateSpec) -> None:
     """Run the evaluate job described by ``spec``."""
-    from jobs.evaluate.outputs import write_outputs
-    from shared.metrics import summarize
-    from shared.predict import predict_arrays
-    from shared.trained import load_trained
+    from headstart.jobs.evaluate.outputs import write_outputs
+    from headstart.shared.report.metrics import summarize
+    from headstart.shared.model.predict import predict_arrays
+    from headstart.shared.model.trained import load_trained
 
     out = RunOutput(open_store(spec.out), "evaluate")
     out.unpublish()

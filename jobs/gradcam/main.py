@@ -1,11 +1,11 @@
 """Entrypoint of ``headstart gradcam``."""
-from jobs.gradcam.spec import GradcamSpec
+from headstart.jobs.gradcam.spec import GradcamSpec
 
 SPEC = GradcamSpec
 HELP = "explain a trained model's predictions: batched Grad-CAM overlays, heatmaps, faithfulness"
 
 
 def run(spec: GradcamSpec) -> None:
-    from jobs.gradcam.workflow import gradcam
+    from headstart.jobs.gradcam.workflow import gradcam
 
     gradcam(spec)

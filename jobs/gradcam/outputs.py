@@ -9,16 +9,17 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from jobs.gradcam.spec import GradcamSpec
-from shared import plots, report
-from shared.faithfulness import Faithfulness
-from shared.gradcam import CamResult, peak_location, upsample
-from shared.imagesets import Chunk, slug
-from shared.images import encode_png
-from shared.loading import Skipped
-from shared.manifest import RunOutput
-from shared.overlay import blend, overlay_png
-from shared.trained import TrainedModel
+from headstart.jobs.gradcam.spec import GradcamSpec
+from headstart.shared.report import plots
+from headstart.shared.report import html as report
+from headstart.shared.explain.faithfulness import Faithfulness
+from headstart.shared.explain.gradcam import CamResult, peak_location, upsample
+from headstart.shared.data.imagesets import Chunk, slug
+from headstart.shared.data.images import encode_png
+from headstart.shared.data.loading import Skipped
+from headstart.shared.storage.manifest import RunOutput
+from headstart.shared.explain.overlay import blend, overlay_png
+from headstart.shared.model.trained import TrainedModel
 
 THUMB = 128        # side of the grid and gallery thumbnails
 GALLERY = 48       # overlays embedded in the HTML page

@@ -5,8 +5,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from shared.imagesets import ModelImagesSpec
-from shared.sharding import ShardSpec
+from headstart.shared.data.imagesets import ModelImagesSpec
+from headstart.shared.data.sharding import ShardSpec
 
 
 class GradcamSpec(ModelImagesSpec, ShardSpec):

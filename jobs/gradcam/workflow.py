@@ -11,11 +11,11 @@ import logging
 
 import numpy as np
 
-from jobs.gradcam.spec import GradcamSpec
-from shared.errors import UserError
-from shared.imagesets import ImageRef
-from shared.manifest import RunOutput
-from shared.storage import open_store
+from headstart.jobs.gradcam.spec import GradcamSpec
+from headstart.shared.runtime.errors import UserError
+from headstart.shared.data.imagesets import ImageRef
+from headstart.shared.storage.manifest import RunOutput
+from headstart.shared.storage.store import open_store
 
 log = logging.getLogger("headstart.gradcam")
 
@@ -46,7 +46,7 @@ def _label_of(refs: list[ImageRef], uri: str) -> str | None:
 
 
 def _output(spec: GradcamSpec) -> tuple[RunOutput, int, int]:
-    from shared.sharding import resolve_shard, shard_name
+    from headstart.shared.data.sharding import resolve_shard, shard_name
 
     index, count = resolve_shard(spec.shard, count=spec.shard_count)
     root = open_store(spec.out)
@@ -58,14 +58,14 @@ def _output(spec: GradcamSpec) -> tuple[RunOutput, int, int]:
 
 def gradcam(spec: GradcamSpec) -> None:
     """Run the gradcam job described by ``spec``."""
-    from jobs.gradcam.outputs import Collector
-    from shared.camgraph import build_cam_graph
-    from shared.faithfulness import faithfulness, model_predictor
-    from shared.gradcam import make_cam
-    from shared.imagesets import iter_chunks, resolve_images
-    from shared.runner import STOP
-    from shared.sharding import select
-    from shared.trained import load_trained
+    from headstart.jobs.gradcam.outputs import Collector
+    from headstart.shared.explain.camgraph import build_cam_graph
+    from headstart.shared.explain.faithfulness import faithfulness, model_predictor
+    from headstart.shared.explain.gradcam import make_cam
+    from headstart.shared.data.imagesets import iter_chunks, resolve_images
+    from headstart.shared.runtime.runner import STOP
+    from headstart.shared.data.sharding import select
+    from headstart.shared.model.trained import load_trained
 
     out, shard, count = _output(spec)
     trained = load_trained(spec.model)

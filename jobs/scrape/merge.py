@@ -2,7 +2,7 @@
 
 Everything here depends only on the *set* of records, never on download order or the number
 of shards: the keeper of an image is its lowest-numbered URL, and the split is a seeded hash
-order per label (``shared.splits``). So a sharded run + merge, an unsharded run and a rerun
+order per label (``headstart.shared.data.splits``). So a sharded run + merge, an unsharded run and a rerun
 after a crash all produce the same dataset.
 """
 from __future__ import annotations
@@ -15,13 +15,13 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobs.scrape import records
-from jobs.scrape.placement import place_images
-from jobs.scrape.spec import MergeSpec, SplitSettings
-from shared.errors import UserError
-from shared.manifest import RunOutput
-from shared.splits import stratified_split
-from shared.storage import Store, open_store
+from headstart.jobs.scrape import records
+from headstart.jobs.scrape.placement import place_images
+from headstart.jobs.scrape.spec import MergeSpec, SplitSettings
+from headstart.shared.runtime.errors import UserError
+from headstart.shared.storage.manifest import RunOutput
+from headstart.shared.data.splits import stratified_split
+from headstart.shared.storage.store import Store, open_store
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The download pipeline of one shard: bounded concurrency, CPU work off the network threads.
 
-Download threads fetch (``shared.fetch``), hand the bytes to a pool of decode processes
-(``shared.imageprep``), stage the result in the store and return one record. The main thread
+Download threads fetch (``headstart.shared.net.fetch``), hand the bytes to a pool of decode processes
+(``headstart.shared.data.imageprep``), stage the result in the store and return one record. The main thread
 keeps at most ``concurrency`` URLs in flight and writes records as they finish, so memory is
 flat in the length of the list.
 """
@@ -16,13 +16,13 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExe
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from jobs.scrape.records import RecordWriter, object_key
-from shared.fetch import FetchConfig, fetch
-from shared.imageprep import PrepOptions, Prepared, prepare_image
-from shared.logs import Progress
-from shared.runner import STOP
-from shared.storage import Store
-from shared.urllists import UrlEntry
+from headstart.jobs.scrape.records import RecordWriter, object_key
+from headstart.shared.net.fetch import FetchConfig, fetch
+from headstart.shared.data.imageprep import PrepOptions, Prepared, prepare_image
+from headstart.shared.runtime.logs import Progress
+from headstart.shared.runtime.runner import STOP
+from headstart.shared.storage.store import Store
+from headstart.shared.net.urllists import UrlEntry
 
 log = logging.getLogger(__name__)
 

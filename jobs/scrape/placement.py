@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from jobs.scrape.records import ROOT
-from shared.objectmove import move_object
-from shared.splits import SPLITS
-from shared.storage import Store
+from headstart.jobs.scrape.records import ROOT
+from headstart.shared.storage.objectmove import move_object
+from headstart.shared.data.splits import SPLITS
+from headstart.shared.storage.store import Store
 
 log = logging.getLogger(__name__)
 _IO_THREADS = 32  # object stores reward parallel requests

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from shared.storage import Store
+from headstart.shared.storage.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from shared.fetch import USER_AGENT
-from shared.sharding import ShardSpec
-from shared.specs import JobSpec
+from headstart.shared.net.fetch import USER_AGENT
+from headstart.shared.data.sharding import ShardSpec
+from headstart.shared.runtime.specs import JobSpec
 
 class SplitSettings(JobSpec):
     """How the merged dataset is split and judged (shared by scrape and scrape-merge)."""

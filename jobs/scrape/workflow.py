@@ -2,27 +2,27 @@
 
 Steps: resolve the shard, check the output belongs to this scrape, skip URLs already
 recorded (resume), download the rest, mark the shard done; an unsharded run then merges
-(``jobs.scrape.merge``) into ``train/valid/test/<label>/<sha>.<ext>`` + report + manifest.
+(``headstart.jobs.scrape.merge``) into ``train/valid/test/<label>/<sha>.<ext>`` + report + manifest.
 """
 from __future__ import annotations
 
 import logging
 from typing import Iterator
 
-from jobs.scrape import records
-from jobs.scrape.merge import finalize
-from jobs.scrape.pipeline import Context, decode_pool, make_prepare, run_pipeline
-from jobs.scrape.spec import ScrapeSpec, SplitSettings
-from shared import sharding
-from shared.errors import Interrupted, UserError
-from shared.fetch import FetchConfig
-from shared.imageprep import PrepOptions
-from shared.logs import Progress
-from shared.manifest import RunOutput, to_json
-from shared.runner import STOP
-from shared.storage import Store, open_store
-from shared.urllists import UrlEntry, describe, iter_urls
-from shared.urlsafety import AllowList
+from headstart.jobs.scrape import records
+from headstart.jobs.scrape.merge import finalize
+from headstart.jobs.scrape.pipeline import Context, decode_pool, make_prepare, run_pipeline
+from headstart.jobs.scrape.spec import ScrapeSpec, SplitSettings
+from headstart.shared.data import sharding
+from headstart.shared.runtime.errors import Interrupted, UserError
+from headstart.shared.net.fetch import FetchConfig
+from headstart.shared.data.imageprep import PrepOptions
+from headstart.shared.runtime.logs import Progress
+from headstart.shared.storage.manifest import RunOutput, to_json
+from headstart.shared.runtime.runner import STOP
+from headstart.shared.storage.store import Store, open_store
+from headstart.shared.net.urllists import UrlEntry, describe, iter_urls
+from headstart.shared.net.urlsafety import AllowList
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """Entrypoint of ``headstart similarity``."""
-from jobs.similarity.spec import SimilaritySpec
+from headstart.jobs.similarity.spec import SimilaritySpec
 
 SPEC = SimilaritySpec
 HELP = ("which images the model finds alike: embedding similarity matrix, nearest neighbours, "
@@ -7,6 +7,6 @@ HELP = ("which images the model finds alike: embedding similarity matrix, neares
 
 
 def run(spec: SimilaritySpec) -> None:
-    from jobs.similarity.workflow import similarity
+    from headstart.jobs.similarity.workflow import similarity
 
     similarity(spec)

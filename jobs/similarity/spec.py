@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from shared.imagesets import ModelImagesSpec
+from headstart.shared.data.imagesets import ModelImagesSpec
 
 
 class SimilaritySpec(ModelImagesSpec):

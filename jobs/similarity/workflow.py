@@ -11,11 +11,11 @@ import logging
 
 import numpy as np
 
-from jobs.similarity.spec import SimilaritySpec
-from shared import report
-from shared.errors import UserError
-from shared.manifest import RunOutput
-from shared.storage import open_store
+from headstart.jobs.similarity.spec import SimilaritySpec
+from headstart.shared.report import html as report
+from headstart.shared.runtime.errors import UserError
+from headstart.shared.storage.manifest import RunOutput
+from headstart.shared.storage.store import open_store
 
 log = logging.getLogger("headstart.similarity")
 
@@ -24,9 +24,9 @@ CHUNK = 512
 
 def embed_images(spec: SimilaritySpec, trained, refs):
     """(embeddings (n, d) float32, kept refs, skipped) for ``refs``, chunk by chunk."""
-    from shared.imagesets import iter_chunks
-    from shared.predict import predict_arrays
-    from shared.similarity import embedder
+    from headstart.shared.data.imagesets import iter_chunks
+    from headstart.shared.model.predict import predict_arrays
+    from headstart.shared.explain.similarity import embedder
 
     model = embedder(trained.model)
     parts, kept, skipped = [], [], []
@@ -43,9 +43,9 @@ def embed_images(spec: SimilaritySpec, trained, refs):
 
 def similarity(spec: SimilaritySpec) -> None:
     """Run the similarity job described by ``spec``."""
-    from shared.imagesets import resolve_images
-    from shared.similarity import normalize, scan
-    from shared.trained import load_trained
+    from headstart.shared.data.imagesets import resolve_images
+    from headstart.shared.explain.similarity import normalize, scan
+    from headstart.shared.model.trained import load_trained
 
     out = RunOutput(open_store(spec.out), "similarity")
     out.unpublish()
@@ -62,7 +62,7 @@ def similarity(spec: SimilaritySpec) -> None:
 
 
 def _write(spec, out: RunOutput, trained, emb, kept, skipped, result) -> None:
-    from shared import simreport as sr
+    from headstart.shared.explain import simreport as sr
 
     names = [r.uri for r in kept]
     labels = [r.label for r in kept]

@@ -10,8 +10,8 @@ import json
 import logging
 import time
 
-from jobs.train.spec import TrainSpec
-from shared.manifest import RunOutput
+from headstart.jobs.train.spec import TrainSpec
+from headstart.shared.storage.manifest import RunOutput
 
 log = logging.getLogger("headstart.train")
 
@@ -23,10 +23,10 @@ PINNABLE = ("head_width", "dropout", "learning_rate", "epochs", "class_weights",
 
 
 def _request(spec: TrainSpec, budget_s: float):
-    from shared.auto import Candidate, parse_candidates
-    from shared.autoplan import AutoRequest
-    from shared.backbones import get_info, resolve_size
-    from shared.datasets import SplitConfig
+    from headstart.shared.auto.scoring import Candidate, parse_candidates
+    from headstart.shared.auto.plan import AutoRequest
+    from headstart.shared.model.backbones import get_info, resolve_size
+    from headstart.shared.data.datasets import SplitConfig
 
     given = spec.model_fields_set
     extra = []
@@ -42,8 +42,8 @@ def _request(spec: TrainSpec, budget_s: float):
 
 def _choose(spec: TrainSpec, out: RunOutput, fp: str, t_start: float) -> tuple[dict, str]:
     """(auto.json document, report HTML): the stored choice of this spec, or a new search."""
-    from shared.autoplan import choose
-    from shared.autoreport import auto_report
+    from headstart.shared.auto.plan import choose
+    from headstart.shared.auto.report import auto_report
 
     if out.store.exists(CHOICE):
         doc = json.loads(out.store.read_text(CHOICE))

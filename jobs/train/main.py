@@ -1,11 +1,11 @@
 """Entrypoint of ``headstart train``."""
-from jobs.train.spec import TrainSpec
+from headstart.jobs.train.spec import TrainSpec
 
 SPEC = TrainSpec
 HELP = "fine-tune a new head on a pretrained backbone (fast path: cached features)"
 
 
 def run(spec: TrainSpec) -> None:
-    from jobs.train.workflow import train
+    from headstart.jobs.train.workflow import train
 
     train(spec)

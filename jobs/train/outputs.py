@@ -9,15 +9,15 @@ import tempfile
 import time
 
 
-from jobs.train.spec import TrainSpec
-from shared.datasets import DatasetIndex
-from shared.loading import LoadedSplit, skipped_csv
-from shared.manifest import RunOutput
-from shared.metrics import summarize
-from shared.model import BACKBONE_LAYER, Classifier
-from shared.plots import training_curves
-from shared.predict import predict_arrays
-from shared.recipe import RecipeResult
+from headstart.jobs.train.spec import TrainSpec
+from headstart.shared.data.datasets import DatasetIndex
+from headstart.shared.data.loading import LoadedSplit, skipped_csv
+from headstart.shared.storage.manifest import RunOutput
+from headstart.shared.report.metrics import summarize
+from headstart.shared.model.classifier import BACKBONE_LAYER, Classifier
+from headstart.shared.report.plots import training_curves
+from headstart.shared.model.predict import predict_arrays
+from headstart.shared.model.recipe import RecipeResult
 
 log = logging.getLogger("headstart.train")
 
@@ -61,7 +61,7 @@ def split_metrics(clf: Classifier, splits: dict[str, LoadedSplit], result: Recip
 def write_outputs(spec: TrainSpec, out: RunOutput, clf: Classifier, index: DatasetIndex,
                   splits: dict[str, LoadedSplit], result: RecipeResult, timing: dict, fp: str) -> None:
     """Model, labels, history, curves, metrics, spec and skip list; manifest last."""
-    from shared.backbones import get_info
+    from headstart.shared.model.backbones import get_info
 
     info = get_info(spec.backbone)
     metrics = split_metrics(clf, splits, result, index.labels, spec.batch_size)

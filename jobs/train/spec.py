@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from shared.images import MAX_PIXELS
-from shared.specs import JobSpec
+from headstart.shared.data.images import MAX_PIXELS
+from headstart.shared.runtime.specs import JobSpec
 
 
 class TrainSpec(JobSpec):
@@ -46,8 +46,8 @@ class TrainSpec(JobSpec):
     @field_validator("weights")
     @classmethod
     def _weights(cls, value: str) -> str:
-        from shared.backbones import check_weights_arg
-        from shared.errors import UserError
+        from headstart.shared.model.backbones import check_weights_arg
+        from headstart.shared.runtime.errors import UserError
 
         try:
             return check_weights_arg(value)
@@ -76,8 +76,8 @@ class TrainSpec(JobSpec):
     @field_validator("candidates")
     @classmethod
     def _candidates(cls, value: list[str] | None) -> list[str] | None:
-        from shared.auto import parse_candidate
-        from shared.errors import UserError
+        from headstart.shared.auto.scoring import parse_candidate
+        from headstart.shared.runtime.errors import UserError
 
         try:
             return [parse_candidate(v).text() for v in value] if value is not None else None

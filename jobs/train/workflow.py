@@ -8,13 +8,13 @@ import time
 
 import numpy as np
 
-from jobs.train.spec import TrainSpec
-from shared.datasets import SplitConfig, check_label_sizes, discover
-from shared.errors import UserError
-from shared.loading import load_split
-from shared.manifest import RunOutput, is_published
-from shared.runner import STOP
-from shared.storage import open_store
+from headstart.jobs.train.spec import TrainSpec
+from headstart.shared.data.datasets import SplitConfig, check_label_sizes, discover
+from headstart.shared.runtime.errors import UserError
+from headstart.shared.data.loading import load_split
+from headstart.shared.storage.manifest import RunOutput, is_published
+from headstart.shared.runtime.runner import STOP
+from headstart.shared.storage.store import open_store
 
 log = logging.getLogger("headstart.train")
 
@@ -64,7 +64,7 @@ def _load(spec: TrainSpec, size: int):
 
 def train(spec: TrainSpec) -> None:
     """Run the train job described by ``spec``."""
-    from shared.backbones import get_info, resolve_size
+    from headstart.shared.model.backbones import get_info, resolve_size
 
     t_start = time.monotonic()
     info = get_info(spec.backbone)  # argument checks first: fail before touching data
@@ -75,7 +75,7 @@ def train(spec: TrainSpec) -> None:
         return
     STOP.cooperative = True  # SIGTERM now waits for a batch end and keeps the checkpoint
     if spec.auto:  # resolve into concrete parameters (auto off); evidence in auto.json
-        from jobs.train.autostep import resolve_auto
+        from headstart.jobs.train.autostep import resolve_auto
 
         spec = resolve_auto(spec, out, fp, t_start)
         info = get_info(spec.backbone)
@@ -84,7 +84,7 @@ def train(spec: TrainSpec) -> None:
     index, splits = _load(spec, size)
     decode_s = time.monotonic() - t0
     if spec.batch_size is None:  # resolved here, so spec.yaml records the value used
-        from shared.recipe import default_batch_size
+        from headstart.shared.model.recipe import default_batch_size
 
         spec = spec.model_copy(update={"batch_size": default_batch_size(len(splits["train"]))})
         log.info("batch size %d for %d training images", spec.batch_size, len(splits["train"]))
@@ -94,12 +94,12 @@ def train(spec: TrainSpec) -> None:
 def _fit_and_write(spec: TrainSpec, out: RunOutput, info, size: int, index, splits: dict,
                    fp: str, timing: dict) -> None:
     """Build the classifier, run the recipe (resuming from checkpoints), write the outputs."""
-    from shared import recipe
-    from shared.backbones import build_backbone
-    from shared.checkpoints import CheckpointStore
-    from shared.distribute import get_strategy
-    from shared.model import assemble
-    from shared.training import class_weight_list
+    from headstart.shared.model import recipe
+    from headstart.shared.model.backbones import build_backbone
+    from headstart.shared.model.checkpoints import CheckpointStore
+    from headstart.shared.model.distribute import get_strategy
+    from headstart.shared.model.classifier import assemble
+    from headstart.shared.model.training import class_weight_list
     import keras
 
     keras.utils.set_random_seed(spec.seed)
@@ -118,7 +118,7 @@ def _fit_and_write(spec: TrainSpec, out: RunOutput, info, size: int, index, spli
                               spec.seed, spec.cache_dir, class_weight_list(spec.class_weights, index.labels))
     with strategy.scope():  # optimizer state lives with the replicas on several GPUs
         result = recipe.fit(clf, splits, cfg, ckpt)
-    from jobs.train.outputs import write_outputs
+    from headstart.jobs.train.outputs import write_outputs
 
     write_outputs(spec, out, clf, index, splits, result, timing, fp)
     for key in list(out.store.list("checkpoint")):

@@ -108,7 +108,7 @@ def test_gpu_queue_orders_spot_then_on_demand(deployed):
 
 
 def test_submit_finds_everything_from_the_stack_outputs(deployed, capsys, monkeypatch, tmp_path):
-    from shared import cli
+    from headstart.shared.runtime import cli
 
     monkeypatch.setenv("HEADSTART_CONFIG", str(tmp_path / "empty.yaml"))
     (tmp_path / "empty.yaml").write_text("{}")

@@ -8,7 +8,7 @@ import pytest
 
 from moto_pipeline import BUCKET, REGION, deploy_pipeline, patch_sfn_batch
 
-from shared import cli
+from headstart.shared.runtime import cli
 
 MINE = ("submit", "status", "results", "train", "evaluate")
 
@@ -146,7 +146,7 @@ def test_settings_come_from_the_stack_outputs(headstart, monkeypatch, tmp_path):
     import boto3
     from moto import mock_aws
 
-    from infra.cloud.settings import CloudSpec, resolve
+    from headstart.infra.cloud.settings import CloudSpec, resolve
 
     monkeypatch.setenv("HEADSTART_CONFIG", str(tmp_path / "none.yaml"))
     (tmp_path / "none.yaml").write_text("{}")
@@ -166,7 +166,7 @@ def test_settings_come_from_the_stack_outputs(headstart, monkeypatch, tmp_path):
 
 
 def test_results_lists_artifacts_prints_metrics_and_downloads_the_report(moto_server, headstart, tmp_path):
-    from shared.storage import open_store
+    from headstart.shared.storage.store import open_store
 
     run = open_store(f"s3://{moto_server.bucket}/runs/flowers/r1")
     run.write_text("model/manifest.json", "{}")

@@ -47,8 +47,8 @@ def test_runs_as_non_root_with_headstart_entrypoint_and_baked_weights():
 
 
 def test_bake_weights_builds_each_backbone_at_its_default_size(monkeypatch):
-    import shared.backbones as backbones
-    from infra import bake_weights
+    import headstart.shared.model.backbones as backbones
+    from headstart.infra import bake_weights
 
     calls = []
     monkeypatch.setattr(backbones, "build_backbone", lambda *a: calls.append(a))

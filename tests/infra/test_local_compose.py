@@ -5,8 +5,8 @@ import yaml
 
 from infra_helpers import ROOT
 
-from infra import local_s3
-from shared.storage import open_store
+from headstart.infra import local_s3
+from headstart.shared.storage.store import open_store
 
 
 def test_compose_runs_the_image_beside_a_moto_server():

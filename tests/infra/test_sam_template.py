@@ -76,14 +76,14 @@ def _substitute_refs(command: list[str], params: dict[str, str]) -> list[str]:
 
 
 def _parser_for(job: str, monkeypatch: pytest.MonkeyPatch) -> argparse.ArgumentParser:
-    """``shared.cli.build_parser()`` restricted to one command, so that a sibling command still
+    """``headstart.shared.runtime.cli.build_parser()`` restricted to one command, so that a sibling command still
     being written elsewhere cannot hide this one; skip while ``job`` is not available."""
     import importlib
 
-    from shared import cli
+    from headstart.shared.runtime import cli
 
     if job not in cli.COMMANDS:
-        pytest.skip(f"`headstart {job}` is not registered in shared.cli.COMMANDS yet")
+        pytest.skip(f"`headstart {job}` is not registered in headstart.shared.runtime.cli.COMMANDS yet")
     try:
         importlib.import_module(cli.COMMANDS[job])
     except ImportError as exc:

@@ -8,7 +8,7 @@ import pytest
 
 from moto_pipeline import BUCKET, REGION, deploy_pipeline, patch_sfn_batch
 
-from infra.trigger.app import pipeline_input
+from headstart.infra.trigger.app import pipeline_input
 
 MOTO_CONFIG = {"batch": {"use_docker": False}, "stepfunctions": {"execute_state_machine": True}}
 

@@ -8,7 +8,7 @@ import pytest
 
 from moto_pipeline import BUCKET, REGION, deploy_pipeline
 
-from infra.trigger import app
+from headstart.infra.trigger import app
 
 
 def s3_event(key: str, size: int = 1234, version: str | None = "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY") -> dict:

@@ -8,14 +8,13 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# Small and fast: the tiny CNN at 32px trains in a few seconds on 2 cores.
-TINY = ["--backbone", "tiny", "--weights", "none", "--image-size", "32"]
+from tests.helpers import TINY
 
 
 @pytest.fixture(scope="session")
 def shapes_dataset(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A flat <label>/ dataset: 4 shape labels x 16 JPEGs of 64px."""
-    from jobs.demo.workflow import generate_shapes
+    from headstart.jobs.demo.workflow import generate_shapes
 
     return generate_shapes(str(tmp_path_factory.mktemp("shapes")), per_label=16)
 
@@ -23,14 +22,8 @@ def shapes_dataset(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def trained_run(shapes_dataset: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A published train run of the tiny backbone on ``shapes_dataset``."""
-    from shared.cli import main
+    from headstart.shared.runtime.cli import main
 
     out = str(tmp_path_factory.mktemp("run") / "model")
     assert main(["train", shapes_dataset, "--out", out, *TINY, "--epochs", "2"]) == 0
     return out
-
-
-def failure(out: str | Path) -> dict:
-    import json
-
-    return json.loads(Path(out, "_FAILURE.json").read_text())

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.cli import main
-from tests.jobs.conftest import failure
+from headstart.shared.runtime.cli import main
+from tests.helpers import failure
 
 
 def test_evaluate_outputs(trained_run: str, shapes_dataset: str, tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from shared.cli import main
+from headstart.shared.runtime.cli import main
 
 
 def test_worst_errors_link_their_gradcam(trained_run: str, shapes_dataset: str, tmp_path: Path) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.cli import main
-from shared.storage import open_store
-from tests.jobs.conftest import failure
+from headstart.shared.runtime.cli import main
+from headstart.shared.storage.store import open_store
+from tests.helpers import copy_tree, failure
 
 
 def _rows(out: Path) -> list[dict]:
@@ -19,13 +19,6 @@ def _rows(out: Path) -> list[dict]:
 def _test_keys(run: str) -> set[str]:
     return {line.split(",")[1] for line in Path(run, "splits.csv").read_text().splitlines()
             if line.startswith("test,")}
-
-
-def copy_tree(src: str, dest_uri: str) -> str:
-    source, dest = open_store(src), open_store(dest_uri)
-    for key in source.list():
-        dest.write_bytes(key, source.read_bytes(key))
-    return dest.uri
 
 
 def test_gradcam_outputs(trained_run: str, shapes_dataset: str, tmp_path: Path) -> None:

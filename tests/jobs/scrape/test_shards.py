@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from jobs.scrape.merge import merge_command
-from jobs.scrape.spec import MergeSpec
-from jobs.scrape.workflow import scrape
-from shared.errors import UserError
-from shared.storage import open_store
-from tests.jobs.scrape.helpers import dataset, report, spec, write_list
+from headstart.jobs.scrape.merge import merge_command
+from headstart.jobs.scrape.spec import MergeSpec
+from headstart.jobs.scrape.workflow import scrape
+from headstart.shared.runtime.errors import UserError
+from headstart.shared.storage.store import open_store
+from tests.helpers import dataset, report, spec, write_list
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from jobs.scrape import main as scrape_main
-from jobs.scrape.spec import ScrapeSpec
-from jobs.scrape.workflow import resolve_shard, scrape
-from shared.errors import UserError
-from shared.runner import run_job
-from tests.jobs.scrape.helpers import dataset, report, spec, write_list
+from headstart.jobs.scrape import main as scrape_main
+from headstart.jobs.scrape.spec import ScrapeSpec
+from headstart.jobs.scrape.workflow import resolve_shard, scrape
+from headstart.shared.runtime.errors import UserError
+from headstart.shared.runtime.runner import run_job
+from tests.helpers import dataset, report, spec, write_list
 
 BAD_CASES = {
     "/status/404": ("http_error", "404"), "/status/503": ("http_error", "503"),

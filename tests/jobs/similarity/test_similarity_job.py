@@ -5,9 +5,9 @@ import csv
 import json
 from pathlib import Path
 
-from shared.cli import main
-from shared.storage import open_store
-from tests.jobs.gradcam.test_gradcam_job import copy_tree
+from headstart.shared.runtime.cli import main
+from headstart.shared.storage.store import open_store
+from tests.helpers import copy_tree
 
 
 def _leaky_dataset(shapes_dataset: str, tmp_path: Path) -> tuple[str, str, str]:

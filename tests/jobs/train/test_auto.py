@@ -9,8 +9,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from shared.cli import main
-from tests.jobs.conftest import failure
+from headstart.shared.runtime.cli import main
+from tests.helpers import failure
 
 SMALL, LARGE = "tiny@16=none", "tiny@64=none"
 

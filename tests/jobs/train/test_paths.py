@@ -8,8 +8,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from shared.cli import main
-from tests.jobs.conftest import TINY
+from headstart.shared.runtime.cli import main
+from tests.helpers import TINY
 
 
 def _run(dataset: str, out: Path, *extra: str) -> dict:
@@ -56,7 +56,7 @@ def test_fine_tune_phase(shapes_dataset: str, tmp_path: Path, caplog) -> None:
 
 
 def test_dataset_and_outputs_on_s3(shapes_dataset: str, s3_bucket: str, tmp_path: Path) -> None:
-    from shared.storage import open_store
+    from headstart.shared.storage.store import open_store
 
     data = open_store(f"{s3_bucket}/data")
     for path in Path(shapes_dataset).rglob("*.jpg"):

@@ -12,9 +12,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from shared import training
-from shared.cli import main
-from tests.jobs.conftest import TINY, failure
+from headstart.shared.model import training
+from headstart.shared.runtime.cli import main
+from tests.helpers import TINY, failure
 
 ARGS = [*TINY, "--epochs", "4", "--patience", "10", "--dropout", "0"]
 

@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import yaml
 
-from shared.cli import main
-from tests.jobs.conftest import TINY, failure
+from headstart.shared.runtime.cli import main
+from tests.helpers import TINY, failure
 
 OUTPUTS = {"model.keras", "labels.json", "history.json", "training_curves.png", "metrics.json",
            "spec.yaml", "skipped.csv", "splits.csv", "manifest.json"}

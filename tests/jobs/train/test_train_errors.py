@@ -6,11 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli import main
-from tests.jobs.conftest import TINY, failure
-
-SHARED = Path(__file__).resolve().parents[3].parent / "shared"
-MOBILENET = SHARED / "models" / "mobilenetv2_160_backbone.weights.h5"
+from headstart.shared.runtime.cli import main
+from tests.helpers import MOBILENET_160 as MOBILENET
+from tests.helpers import TINY, failure
 
 
 def _expect_user_error(args: list[str], out: Path, *needles: str) -> str:

@@ -1,0 +1,1 @@
+"""Auto mode: choose backbone, input size and recipe within a time budget."""

@@ -1,0 +1,187 @@
+"""The IMAGES argument of the explain jobs: a dataset split, a folder, or a list of URIs.
+
+* a dataset (``<label>/*`` or ``train|valid|test/<label>/*``): one split (``--split``) or all,
+  split exactly as the model's train run split it (pass its :class:`SplitConfig`);
+* a folder of images at its root (no labels);
+* a ``.txt`` file with one image path/URI per line, a comma-separated list, or one image.
+
+Images are decoded in chunks, so tens of thousands of images stream through in flat memory.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+
+from pydantic import Field
+
+from headstart.shared.data.datasets import SplitConfig, discover
+from headstart.shared.runtime.errors import UserError
+from headstart.shared.data.images import MAX_PIXELS, ImageRejected, decode_image
+from headstart.shared.data.loading import Skipped
+from headstart.shared.runtime.specs import JobSpec
+from headstart.shared.storage.store import Store, join, open_store, split_uri
+
+log = logging.getLogger(__name__)
+
+
+class ModelImagesSpec(JobSpec):
+    """The inputs every explain job shares: a trained model, the images, an output folder."""
+
+    model: str = Field(description="a published train run (folder or URI holding model.keras)",
+                       json_schema_extra={"positional": True})
+    images: str = Field(description="a dataset (with --split), a folder of images, a .txt list of "
+                        "image URIs, or comma-separated URIs", json_schema_extra={"positional": True})
+    out: str = Field(description="output folder or URI")
+
+LIST_SUFFIXES = (".txt", ".lst")
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One image: where it is (store root + key), its label and split when known."""
+
+    root: str
+    key: str
+    label: str | None = None
+    split: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return join(self.root, self.key)
+
+
+@dataclass
+class Chunk:
+    """Decoded images of consecutive refs: model-size and display-size arrays."""
+
+    refs: list[ImageRef]
+    model: np.ndarray    # (n, size, size, 3) uint8, what the model sees
+    display: np.ndarray  # (n, d, d, 3) uint8, what overlays are drawn on
+    skipped: list[Skipped]
+
+
+def _pick_split(splits: dict, split: str, uri: str) -> list[str]:
+    if split == "all":
+        return list(splits)
+    if split in splits:
+        return [split]
+    raise UserError(f"`split` {split!r} is not in dataset {uri!r}; it has {sorted(splits)} "
+                    "(or use --split all)")
+
+
+def _from_dataset(uri: str, split: str, config: SplitConfig) -> list[ImageRef]:
+    index = discover(uri, config)
+    return [ImageRef(index.uri, item.key, item.label, name)
+            for name in _pick_split(index.splits, split, uri) for item in index.splits[name]]
+
+
+def _from_list(entries: list[str], base: str | None) -> list[ImageRef]:
+    refs = []
+    for entry in entries:
+        if base is not None and "://" not in entry and not entry.startswith("/"):
+            entry = join(base, entry)  # relative lines are relative to the list file
+        store, name = split_uri(entry)
+        refs.append(ImageRef(store.uri, name))
+    if not refs:
+        raise UserError("the image list is empty: expected one image path or URI per line")
+    return refs
+
+
+def _read_list(uri: str) -> list[str]:
+    store, name = split_uri(uri)
+    try:
+        text = store.read_text(name)
+    except FileNotFoundError:
+        raise UserError(f"image list not found: {uri!r}") from None
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+
+
+def _is_single_file(uri: str) -> bool:
+    store, name = split_uri(uri)
+    return bool(name) and store.exists(name)
+
+
+def resolve_images(images: str, split: str = "test", config: SplitConfig = SplitConfig()) -> list[ImageRef]:
+    """Expand the IMAGES argument into image references (see the module docstring)."""
+    images = images.strip()
+    if not images:
+        raise UserError("`images` is empty: expected a dataset, a folder, a .txt list or URIs")
+    if "," in images:
+        return _from_list([p.strip() for p in images.split(",") if p.strip()], None)
+    if images.lower().endswith(LIST_SUFFIXES):
+        return _from_list(_read_list(images), images.rstrip("/").rpartition("/")[0] or ".")
+    store = open_store(images)
+    keys = [k for k in store.list() if not k.rsplit("/", 1)[-1].startswith((".", "_"))
+            and not k.endswith((".json", ".yaml", ".csv", ".md", ".txt"))]
+    if not keys:
+        if _is_single_file(images):
+            return _from_list([images], None)
+        raise UserError(f"no images found at {images!r}: expected a dataset, a folder of images, "
+                        "a .txt list of image URIs or a comma-separated list")
+    if any("/" in k for k in keys):
+        return _from_dataset(images, split, config)
+    return [ImageRef(store.uri, k) for k in keys]
+
+
+def _resize(array: np.ndarray, size: int) -> np.ndarray:
+    if array.shape[:2] == (size, size):
+        return array
+    return np.asarray(Image.fromarray(array).resize((size, size), Image.BILINEAR))
+
+
+def _decode(store: Store, ref: ImageRef, sizes: tuple[int, int], min_side: int,
+            max_pixels: int) -> tuple[np.ndarray, np.ndarray] | Skipped:
+    label = ref.label or ""
+    try:
+        data = store.read_bytes(ref.key)
+    except OSError as exc:
+        return Skipped(ref.uri, label, "unreadable", str(exc))
+    try:
+        array = decode_image(data, max_pixels=max_pixels, min_side=min_side)
+    except ImageRejected as exc:
+        return Skipped(ref.uri, label, exc.status, str(exc))
+    return _resize(array, sizes[0]), _resize(array, sizes[1])
+
+
+def iter_chunks(refs: list[ImageRef], model_size: int, display_size: int | None = None,
+                chunk: int = 256, min_side: int = 8, max_pixels: int = MAX_PIXELS) -> Iterator[Chunk]:
+    """Decode ``refs`` in order, ``chunk`` at a time; unusable files come back as skipped.
+    Without ``display_size`` the display arrays are the model-size ones."""
+    stores: dict[str, Store] = {}
+    display_size = display_size or model_size
+    workers = min(16, (os.cpu_count() or 2) * 4)  # I/O-bound on remote stores
+    with ThreadPoolExecutor(workers) as pool:
+        for start in range(0, len(refs), chunk):
+            part = refs[start:start + chunk]
+            for ref in part:
+                stores.setdefault(ref.root, open_store(ref.root))
+            results = list(pool.map(lambda r: _decode(stores[r.root], r, (model_size, display_size),
+                                                      min_side, max_pixels), part))
+            kept = [(r, res) for r, res in zip(part, results) if not isinstance(res, Skipped)]
+            skipped = [res for res in results if isinstance(res, Skipped)]
+            for s in skipped:
+                log.warning("skipping %s: %s (%s)", s.key, s.status, s.reason)
+            empty_m = np.zeros((0, model_size, model_size, 3), np.uint8)
+            empty_d = np.zeros((0, display_size, display_size, 3), np.uint8)
+            yield Chunk([r for r, _ in kept],
+                        np.stack([m for _, (m, _) in kept]) if kept else empty_m,
+                        np.stack([d for _, (_, d) in kept]) if kept else empty_d, skipped)
+
+
+def slug(ref: ImageRef, taken: set[str]) -> str:
+    """A short, readable, unique file stem for an image (used for its overlay PNG)."""
+    stem = ref.key.rsplit(".", 1)[0] if "." in ref.key.rsplit("/", 1)[-1] else ref.key
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", stem.replace("/", "__")).strip("._")[-100:] or "image"
+    out, n = name, 1
+    while out in taken:
+        n += 1
+        out = f"{name}-{n}"
+    taken.add(out)
+    return out

@@ -1,0 +1,1 @@
+"""Why the model decides: class-activation maps, overlays, faithfulness, embedding similarity."""

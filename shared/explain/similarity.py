@@ -1,0 +1,156 @@
+"""Embedding similarity: which images the model finds alike.
+
+Embeddings are the pooled backbone features (the output of ``head_pool``), L2-normalised so
+a dot product is the cosine similarity. The all-pairs scan works in row blocks of the
+similarity matrix (about ``block_bytes`` each), so memory stays O(N·k + block) rather than
+O(N²): 50,000 images need a few hundred MiB, not 10 GB.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from headstart.shared.runtime.errors import UserError
+from headstart.shared.runtime.logs import Progress
+from headstart.shared.runtime.runner import STOP
+
+log = logging.getLogger(__name__)
+
+POOL_LAYER = "head_pool"
+BLOCK_BYTES = 64 * 2**20
+
+
+def embedder(model):
+    """raw images -> pooled backbone features: the model cut at ``head_pool``.
+
+    ``head_pool`` is a layer of the outer graph (after the nested backbone), so a plain
+    functional sub-model reaches it; it shares the model's weights."""
+    import keras
+
+    try:
+        pool = model.get_layer(POOL_LAYER)
+    except ValueError:
+        raise UserError(f"model {model.name!r} has no {POOL_LAYER!r} layer; expected a model "
+                        "trained by `headstart train`") from None
+    return keras.Model(model.input, pool.output, name="embedder")
+
+
+def normalize(embeddings: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    e = np.asarray(embeddings, np.float32)
+    norms = np.linalg.norm(e, axis=1, keepdims=True)
+    return e / np.maximum(norms, 1e-12)
+
+
+@dataclass
+class Pairs:
+    """The most similar pairs (i < j) above a threshold, capped at ``limit``; ``total`` counts all."""
+
+    threshold: float
+    limit: int
+    total: int = 0
+    items: list[tuple[int, int, float]] = field(default_factory=list)
+
+    def add(self, rows: np.ndarray, cols: np.ndarray, sims: np.ndarray) -> None:
+        self.total += len(rows)
+        self.items += zip(rows.tolist(), cols.tolist(), sims.tolist())
+        if len(self.items) > 2 * self.limit:
+            self.trim()
+
+    def trim(self) -> None:
+        self.items.sort(key=lambda t: (-t[2], t[0], t[1]))
+        del self.items[self.limit:]
+
+
+@dataclass
+class Scan:
+    neighbours: np.ndarray    # (n, k) int: most similar other images, best first
+    similarities: np.ndarray  # (n, k) float32
+    duplicates: Pairs
+    leakage: Pairs | None     # pairs across groups (splits), when groups were given
+
+
+def block_rows(n: int, block_bytes: int = BLOCK_BYTES) -> int:
+    """Rows per block so one (rows x n) float32 block is about ``block_bytes``."""
+    return max(1, min(n, block_bytes // (4 * max(n, 1))))
+
+
+def _topk(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    n = sims.shape[1]
+    idx = np.argpartition(sims, n - k, axis=1)[:, n - k:]  # no negated copy of the block
+    part = np.take_along_axis(sims, idx, axis=1)
+    order = np.argsort(-part, axis=1, kind="stable")
+    return np.take_along_axis(idx, order, axis=1), np.take_along_axis(part, order, axis=1)
+
+
+def scan(embeddings: np.ndarray, k: int = 5, duplicate_threshold: float = 0.98,
+         groups: np.ndarray | None = None, leakage_threshold: float = 0.95,
+         rows: int | None = None, max_pairs: int = 10_000) -> Scan:
+    """Nearest neighbours, near-duplicate pairs and cross-group pairs, block by block."""
+    e = normalize(embeddings)
+    n = len(e)
+    k = max(0, min(k, n - 1))
+    rows = rows or block_rows(n)
+    nbr = np.zeros((n, k), np.int64)
+    nsim = np.zeros((n, k), np.float32)
+    dups = Pairs(duplicate_threshold, max_pairs)
+    leak = Pairs(leakage_threshold, max_pairs) if groups is not None else None
+    if groups is not None:  # small integer codes: cheap to compare block-wide
+        groups = np.unique(np.asarray(groups), return_inverse=True)[1].astype(np.int32)
+    progress = Progress(n, "similarity", "img", log)
+    for start in range(0, n, rows):
+        STOP.check()
+        stop = min(n, start + rows)
+        sims = e[start:stop] @ e.T                       # (rows, n): the only big buffer
+        local = np.arange(stop - start)
+        sims[local, start + local] = -np.inf             # an image is not its own neighbour
+        if k:
+            nbr[start:stop], nsim[start:stop] = _topk(sims, k)
+        upper = np.arange(n)[None, :] > (start + local)[:, None]   # each pair once (i < j)
+        r, c = np.nonzero(upper & (sims >= duplicate_threshold))
+        dups.add(r + start, c, sims[r, c])
+        if leak is not None:
+            cross = upper & (groups[start:stop, None] != groups[None, :])
+            r, c = np.nonzero(cross & (sims >= leakage_threshold))
+            leak.add(r + start, c, sims[r, c])
+        del sims, upper
+        progress.update(stop - start)
+    progress.close()
+    dups.trim()
+    if leak is not None:
+        leak.trim()
+    return Scan(nbr, nsim, dups, leak)
+
+
+def sample_per_class(labels: list[str | None], per_class: int) -> list[int]:
+    """Indices of the first ``per_class`` images of each label, labels in sorted order."""
+    chosen: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        group = chosen.setdefault(label or "?", [])
+        if len(group) < per_class:
+            group.append(i)
+    return [i for label in sorted(chosen) for i in chosen[label]]
+
+
+def matrix_figure(embeddings: np.ndarray, names: list[str]) -> bytes:
+    """A cosine-similarity heatmap with every row and column labelled by ``names``."""
+    from headstart.shared.report.plots import _png, plt
+
+    e = normalize(embeddings)
+    sim = e @ e.T
+    n = len(names)
+    size = max(4.0, 0.35 * n + 2.5)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    im = ax.imshow(sim, cmap="viridis", vmin=min(0.0, float(sim.min())), vmax=1.0)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="cosine similarity")
+    ax.set_xticks(range(n), names, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(n), names, fontsize=7)
+    ax.set_title("embedding cosine similarity (pooled backbone features)")
+    if n <= 24:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                        color="black" if sim[i, j] > 0.7 else "white")
+    return _png(fig)

@@ -1,0 +1,1 @@
+"""Building, training and using classifiers: backbones, head, feature cache, recipe, checkpoints."""

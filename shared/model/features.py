@@ -1,0 +1,123 @@
+"""The fast path's feature cache and the batch sequences both training paths fit on.
+
+The base is frozen, so its output for an image never changes: we run it once per image
+(once per augmented view) and train the head on the cached feature maps. Maps are kept in
+float16 (half the memory, well inside the head's noise) and spill to a memory-mapped file
+when large.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+
+import keras
+import numpy as np
+
+from headstart.shared.runtime.logs import Progress
+from headstart.shared.runtime.runner import STOP
+
+log = logging.getLogger(__name__)
+
+MEMMAP_BYTES = 2 * 1024**3
+# Inference-only passes need no small batches: bigger ones use the CPU/GPU better.
+EXTRACT_BATCH = 64
+
+
+def augmenter(seed: int) -> keras.Sequential:
+    """Mild, label-preserving augmentation for photos: flip, small rotation, zoom, contrast."""
+    return keras.Sequential([
+        keras.layers.RandomFlip("horizontal", seed=seed),
+        keras.layers.RandomRotation(0.08, fill_mode="reflect", seed=seed + 1),
+        keras.layers.RandomZoom(0.12, fill_mode="reflect", seed=seed + 2),
+        keras.layers.RandomContrast(0.15, seed=seed + 3),
+    ], name="augment")
+
+
+def _allocate(shape: tuple[int, ...], cache_dir: str | None) -> np.ndarray:
+    nbytes = int(np.prod(shape)) * 2
+    if nbytes < MEMMAP_BYTES:
+        return np.empty(shape, dtype=np.float16)
+    directory = cache_dir or tempfile.gettempdir()
+    os.makedirs(directory, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix="features-", suffix=".npy", dir=directory)
+    os.close(fd)
+    log.info("feature cache %.1f GiB -> memory-mapped %s", nbytes / 1024**3, path)
+    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=shape)
+
+
+def extract_features(extractor: keras.Model, images: np.ndarray, batch_size: int, desc: str,
+                     views: int = 1, augment: keras.Sequential | None = None,
+                     cache_dir: str | None = None) -> np.ndarray:
+    """Run the frozen base once per image (and per augmented view).
+
+    Returns float16 maps shaped ``(n, views, h, w, c)``; view 0 is always the plain image.
+    """
+    n = len(images)
+    out_shape = tuple(int(d) for d in extractor.output.shape[1:])
+    feats = _allocate((n, views, *out_shape), cache_dir)
+    batch_size = max(batch_size, EXTRACT_BATCH)
+    predict = compiled_call(extractor)
+    progress = Progress(n * views, desc, "img", log)
+    for start in range(0, n, batch_size):
+        batch = np.asarray(images[start:start + batch_size], dtype=np.float32)
+        for v in range(views):
+            STOP.check()  # nothing to checkpoint yet: leave promptly on SIGTERM
+            x = batch if v == 0 else augment(batch, training=True)
+            feats[start:start + len(batch), v] = np.asarray(predict(x), dtype=np.float16)
+            progress.update(len(batch))
+    progress.close()
+    return feats
+
+
+def compiled_call(model: keras.Model):
+    """``model(x, training=False)`` as one graph for any batch size (traced once per model)."""
+    import tensorflow as tf
+
+    fn = getattr(model, "_headstart_call", None)
+    if fn is None:
+        spec = tf.TensorSpec((None, *model.input.shape[1:]), tf.float32)
+        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        model._headstart_call = fn  # cached: a new tf.function per call would retrace each time
+    return lambda x: fn(tf.convert_to_tensor(x, dtype=tf.float32))
+
+
+class ArrayBatches(keras.utils.PyDataset):
+    """Shuffled (x, y) batches over an array of images or cached feature maps.
+
+    ``data`` is ``(n, ...)`` or, with ``views > 1``, ``(n, views, ...)``: each epoch then
+    draws one view per sample. The order depends only on (seed, epoch), so a resumed run
+    sees the same batches as an uninterrupted one.
+    """
+
+    def __init__(self, data: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
+                 shuffle: bool = True, has_views: bool = False,
+                 augment: keras.Sequential | None = None) -> None:
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.data, self.labels = data, labels
+        self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
+        self.has_views, self.augment = has_views, augment
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        rng = np.random.default_rng([self.seed, epoch])
+        n = len(self.labels)
+        self.order = rng.permutation(n) if self.shuffle else np.arange(n)
+        views = self.data.shape[1] if self.has_views else 1
+        self.view = rng.integers(0, views, size=n) if self.shuffle else np.zeros(n, dtype=int)
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.labels) / self.batch_size))
+
+    def __getitem__(self, i: int):
+        idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        if self.shuffle and len(idx) < self.batch_size and len(self.order) > self.batch_size:
+            # Fill the last training batch from the epoch's start: every batch has one shape,
+            # so the train step is traced once (a retrace costs seconds, a step milliseconds).
+            idx = np.concatenate([idx, self.order[: self.batch_size - len(idx)]])
+        idx = np.sort(idx)  # sorted: memmap-friendly
+        x = self.data[idx, self.view[idx]] if self.has_views else self.data[idx]
+        x = np.asarray(x, dtype=np.float32)
+        if self.augment is not None:
+            x = np.asarray(self.augment(x, training=True))
+        return x, self.labels[idx]

@@ -1,0 +1,56 @@
+"""Open a published train run: the Keras model, its labels and the spec it was trained with."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from headstart.shared.data.datasets import SplitConfig
+from headstart.shared.runtime.errors import UserError
+from headstart.shared.storage.manifest import open_published
+from headstart.shared.storage.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainedModel:
+    model: Any                 # keras.Model: raw RGB images -> probabilities
+    labels: list[str]
+    image_size: int
+    meta: dict[str, Any]       # labels.json
+    train_spec: dict[str, Any]  # spec.yaml of the train run
+    store: Store
+
+    def split_config(self) -> SplitConfig:
+        """The split settings the model was trained with, so a flat dataset splits identically."""
+        s = self.train_spec
+        return SplitConfig(s.get("valid_fraction", 0.15), s.get("test_fraction", 0.15),
+                           s.get("seed", 1337), s.get("max_per_label"), 1)
+
+
+def load_trained(uri: str) -> TrainedModel:
+    """Load ``model.keras`` from a published train run (local or ``s3://``)."""
+    import keras
+
+    store, manifest = open_published(uri)
+    if manifest.get("job") != "train" or "model.keras" not in manifest.get("files", {}):
+        raise UserError(f"{uri!r} is a published {manifest.get('job')!r} run, expected the output "
+                        "of `headstart train` (with model.keras)")
+    meta = json.loads(store.read_text("labels.json"))
+    train_spec = yaml.safe_load(store.read_text("spec.yaml")) if store.exists("spec.yaml") else {}
+    local = store.local_path()
+    if local is not None:
+        model = keras.models.load_model(local / "model.keras")
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = store.download_file("model.keras", os.path.join(tmp, "model.keras"))
+            model = keras.models.load_model(path)
+    log.info("loaded %s (%s, %d labels, %dpx)", uri, meta.get("backbone"), len(meta["labels"]),
+             meta["image_size"])
+    return TrainedModel(model, list(meta["labels"]), int(meta["image_size"]), meta, train_spec or {}, store)

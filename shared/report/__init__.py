@@ -1,0 +1,1 @@
+"""What people look at: metrics, PNG plots and self-contained HTML reports."""
