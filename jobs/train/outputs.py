@@ -58,6 +58,15 @@ def split_metrics(clf: Classifier, splits: dict[str, LoadedSplit], result: Recip
     return out
 
 
+def _selection_comment(result: RecipeResult) -> str:
+    """What the default recipe chose and why, as YAML comments (the spec itself stays loadable)."""
+    if result.selection is None:
+        return ""
+    sel = result.selection
+    return (f"# selection (recipe: default; full table in metrics.json): {sel.chosen.label()}\n"
+            f"# why: {sel.reason}\n")
+
+
 def write_outputs(spec: TrainSpec, out: RunOutput, clf: Classifier, index: DatasetIndex,
                   splits: dict[str, LoadedSplit], result: RecipeResult, timing: dict, fp: str) -> None:
     """Model, labels, history, curves, metrics, spec and skip list; manifest last."""
@@ -78,7 +87,10 @@ def write_outputs(spec: TrainSpec, out: RunOutput, clf: Classifier, index: Datas
         "head_images_per_s": head.images_per_second if head else None,
         "counts": {name: len(s) for name, s in splits.items()},
         "skipped": sum(len(s.skipped) for s in splits.values()),
+        "recipe": spec.recipe,
     }
+    if result.selection is not None:
+        metrics_doc["selection"] = result.selection.doc()
     labels_doc = {"labels": index.labels, "backbone": spec.backbone, "backbone_layer": BACKBONE_LAYER,
                   "image_size": clf.image_size, "preprocess": info.preprocess, "weights": spec.weights,
                   "input": "RGB uint8 or float 0-255, any size (resized inside the model)"}
@@ -87,7 +99,7 @@ def write_outputs(spec: TrainSpec, out: RunOutput, clf: Classifier, index: Datas
     out.write_json("history.json", {"history": result.history, "phase_starts": result.phase_starts})
     out.write_bytes("training_curves.png", training_curves(result.history, result.phase_starts))
     out.write_json("metrics.json", metrics_doc)
-    out.write_text("spec.yaml", spec.to_yaml())
+    out.write_text("spec.yaml", spec.to_yaml() + _selection_comment(result))
     out.write_text("skipped.csv", skipped_csv(splits.values()))
     out.write_text("splits.csv", splits_csv(splits, index.labels))
     out.publish(fingerprint=fp, labels=index.labels, layout=index.layout,

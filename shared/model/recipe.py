@@ -38,6 +38,9 @@ class RecipeConfig:
     seed: int = 1337
     cache_dir: str | None = None
     class_weights: list[float] | None = None
+    # "default": the head is chosen by cross-validation on cached features (selection.py);
+    # "reference": the reference notebook's head and schedule, exactly as before.
+    recipe: str = "default"
 
 
 @dataclass
@@ -48,6 +51,7 @@ class RecipeResult:
     timing: dict[str, float] = field(default_factory=dict)
     # Cached view-0 features per split, valid while the base is untouched (no fine-tuning).
     features: dict[str, np.ndarray] = field(default_factory=dict)
+    selection: Any = None  # selection.Selection of the default recipe (what was chosen and why)
 
 
 def default_batch_size(n_train: int) -> int:
@@ -113,7 +117,12 @@ def fit(clf: Classifier, splits: dict[str, LoadedSplit], cfg: RecipeConfig,
     """Run the head phase and, when asked, the fine-tuning phase; resumes from ``ckpt``."""
     result = RecipeResult()
     resume: dict[str, Any] | None = ckpt.load_state()
-    if resume and resume.get("phase") == "fine_tune":
+    if cfg.recipe == "default":
+        # Deterministic and seconds long: rerun on resume too, so the head matches the checkpoint.
+        from headstart.shared.model.selection_step import selected_head
+
+        selected_head(clf, splits, cfg, result)
+    elif resume and resume.get("phase") == "fine_tune":
         log.info("head phase already complete: restoring its best weights")
         ckpt.restore_best("head", clf.head)
         result.phase_starts["head"] = 0
