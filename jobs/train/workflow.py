@@ -51,6 +51,10 @@ def _load(spec: TrainSpec, size: int):
     cfg = SplitConfig(spec.valid_fraction, spec.test_fraction, spec.seed, spec.max_per_label,
                       spec.min_per_label)
     index = discover(spec.dataset, cfg)
+    if spec.exclude:  # the keep-list of `headstart audit`
+        from headstart.shared.audit.keeplist import apply_exclude
+
+        index = apply_exclude(index, spec.exclude)
     store = open_store(spec.dataset)
     splits = {name: load_split(store, name, items, index.labels, size, spec.min_side,
                                spec.max_pixels, cache_dir=spec.cache_dir)

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "scrape-merge": "headstart.jobs.scrape.merge_main",
     "gradcam": "headstart.jobs.gradcam.main",
     "similarity": "headstart.jobs.similarity.main",
+    "audit": "headstart.jobs.audit.main",
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from headstart.shared.model.selection import (STEP_CHECKPOINTS, HeadChoice, keras_head, pooled, select_head,
+from headstart.shared.model.selection import (LINEAR_CHECKPOINTS, STEP_CHECKPOINTS, HeadChoice, keras_head, pooled, select_head,
                                               stratified_folds)
 
 
@@ -27,7 +27,7 @@ def test_deterministic_for_a_seed_and_records_why():
     assert doc["summary"] == a.chosen.label() and "5-fold" in doc["reason"]
     kinds = {row["kind"] for row in doc["candidates"]}
     assert kinds == {"linear", "mlp"}  # small data: the hidden-layer heads compete too
-    assert {row["steps"] for row in doc["candidates"]} == set(STEP_CHECKPOINTS)
+    assert {row["steps"] for row in doc["candidates"]} == set(STEP_CHECKPOINTS) | set(LINEAR_CHECKPOINTS)
     best = doc["candidates"][0]
     assert all(best["cv_accuracy"] >= row["cv_accuracy"] for row in doc["candidates"])
 
