@@ -19,7 +19,6 @@ class AuditSpec(JobSpec):
     test_fraction: float = Field(0.15, ge=0, lt=0.9, description="test share of a flat dataset")
     seed: int = Field(1337, description="seed for splits and the cross-validated probes")
     folds: int = Field(5, ge=2, le=20, description="cross-validation folds of the label-error probes")
-    neighbours: int = Field(5, ge=1, le=50, description="same-label neighbours scored for outliers")
     outlier_mads: float = Field(4.0, gt=0, description="flag an image whose neighbour similarity is this "
                                 "many robust deviations (MAD) below the dataset's median")
     duplicate_threshold: float = Field(0.97, gt=0, le=1, description="cosine similarity at or above which "
