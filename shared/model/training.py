@@ -17,7 +17,7 @@ import numpy as np
 
 from headstart.shared.model.checkpoints import CheckpointStore
 from headstart.shared.model.features import ArrayBatches
-from headstart.shared.runtime.runner import STOP
+from headstart.shared.runtime.stop import STOP
 
 log = logging.getLogger(__name__)
 
