@@ -14,7 +14,7 @@ import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 from PIL import Image
@@ -58,10 +58,10 @@ class ImageRef:
 
 @dataclass
 class Chunk:
-    """Decoded images of consecutive refs: model-size and display-size arrays."""
+    """Decoded images of consecutive refs: model-input and display-size arrays."""
 
     refs: list[ImageRef]
-    model: np.ndarray    # (n, size, size, 3) uint8, what the model sees
+    model: np.ndarray    # (n, size, size, 3) float32: the model's own resize of each decoded image
     display: np.ndarray  # (n, d, d, 3) uint8, what overlays are drawn on
     skipped: list[Skipped]
 
@@ -129,26 +129,35 @@ def resolve_images(images: str, split: str = "test", config: SplitConfig = Split
     return [ImageRef(store.uri, k) for k in keys]
 
 
-def _resize(array: np.ndarray, size: int) -> np.ndarray:
+def _display(array: np.ndarray, size: int) -> np.ndarray:
+    """For pictures only (overlays, thumbnails): never what the model sees."""
     if array.shape[:2] == (size, size):
         return array
     return np.asarray(Image.fromarray(array).resize((size, size), Image.BILINEAR))
 
 
-def _decode(store: Store, ref: ImageRef, sizes: tuple[int, int], min_side: int,
+def _decode(store: Store, ref: ImageRef, model_size: int, display_size: int, resize, min_side: int,
             max_pixels: int) -> tuple[np.ndarray, np.ndarray] | Skipped:
-    array = read_image(store, ref.key, ref.label or "", target=max(sizes), max_pixels=max_pixels,
+    # The model input is exactly the model's resize of decode_image(target=model_size): the
+    # display picture is drawn from the same decode (sides >= model_size), never the reverse.
+    array = read_image(store, ref.key, ref.label or "", target=model_size, max_pixels=max_pixels,
                        min_side=min_side, name=ref.uri)
     if isinstance(array, Skipped):
         return array
-    return _resize(array, sizes[0]), _resize(array, sizes[1])
+    return resize(array), _display(array, display_size)
 
 
 def iter_chunks(refs: list[ImageRef], model_size: int, display_size: int | None = None,
-                chunk: int = 256, min_side: int = 8, max_pixels: int = MAX_PIXELS) -> Iterator[Chunk]:
+                chunk: int = 256, min_side: int = 8, max_pixels: int = MAX_PIXELS,
+                model: Any = None) -> Iterator[Chunk]:
     """Decode ``refs`` in order, ``chunk`` at a time; unusable files come back as skipped.
-    Without ``display_size`` the display arrays are the model-size ones."""
+
+    ``Chunk.model`` is what ``model`` (its own resize layer; the standard one without it)
+    feeds its backbone; without ``display_size`` the display arrays are model-size pictures."""
+    from headstart.shared.data.modelinput import resizer
+
     stores: dict[str, Store] = {}
+    resize = resizer(model_size, model)
     display_size = display_size or model_size
     workers = min(16, (os.cpu_count() or 2) * 4)  # I/O-bound on remote stores
     with ThreadPoolExecutor(workers) as pool:
@@ -156,13 +165,13 @@ def iter_chunks(refs: list[ImageRef], model_size: int, display_size: int | None 
             part = refs[start:start + chunk]
             for ref in part:
                 stores.setdefault(ref.root, open_store(ref.root))
-            results = list(pool.map(lambda r: _decode(stores[r.root], r, (model_size, display_size),
-                                                      min_side, max_pixels), part))
+            results = list(pool.map(lambda r: _decode(stores[r.root], r, model_size, display_size,
+                                                      resize, min_side, max_pixels), part))
             kept = [(r, res) for r, res in zip(part, results) if not isinstance(res, Skipped)]
             skipped = [res for res in results if isinstance(res, Skipped)]
             for s in skipped:
                 log.warning("skipping %s: %s (%s)", s.key, s.status, s.reason)
-            empty_m = np.zeros((0, model_size, model_size, 3), np.uint8)
+            empty_m = np.zeros((0, model_size, model_size, 3), np.float32)
             empty_d = np.zeros((0, display_size, display_size, 3), np.uint8)
             yield Chunk([r for r, _ in kept],
                         np.stack([m for _, (m, _) in kept]) if kept else empty_m,
