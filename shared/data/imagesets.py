@@ -23,8 +23,7 @@ from pydantic import Field
 
 from headstart.shared.data.datasets import SplitConfig, discover
 from headstart.shared.runtime.errors import UserError
-from headstart.shared.data.images import MAX_PIXELS, ImageRejected, decode_image
-from headstart.shared.data.loading import Skipped
+from headstart.shared.data.images import MAX_PIXELS, Skipped, read_image
 from headstart.shared.runtime.specs import JobSpec
 from headstart.shared.storage.store import Store, join, open_store, split_uri
 
@@ -138,15 +137,10 @@ def _resize(array: np.ndarray, size: int) -> np.ndarray:
 
 def _decode(store: Store, ref: ImageRef, sizes: tuple[int, int], min_side: int,
             max_pixels: int) -> tuple[np.ndarray, np.ndarray] | Skipped:
-    label = ref.label or ""
-    try:
-        data = store.read_bytes(ref.key)
-    except OSError as exc:
-        return Skipped(ref.uri, label, "unreadable", str(exc))
-    try:
-        array = decode_image(data, max_pixels=max_pixels, min_side=min_side)
-    except ImageRejected as exc:
-        return Skipped(ref.uri, label, exc.status, str(exc))
+    array = read_image(store, ref.key, ref.label or "", target=max(sizes), max_pixels=max_pixels,
+                       min_side=min_side, name=ref.uri)
+    if isinstance(array, Skipped):
+        return array
     return _resize(array, sizes[0]), _resize(array, sizes[1])
 
 

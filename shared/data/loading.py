@@ -18,21 +18,13 @@ import numpy as np
 from PIL import Image
 
 from headstart.shared.data.datasets import Item
-from headstart.shared.data.images import MAX_PIXELS, ImageRejected, decode_image
+from headstart.shared.data.images import MAX_PIXELS, Skipped, read_image
 from headstart.shared.data.scratch import allocate
 from headstart.shared.runtime.logs import Progress
 from headstart.shared.storage.store import Store
 
 log = logging.getLogger(__name__)
 
-
-
-@dataclass
-class Skipped:
-    key: str
-    label: str
-    status: str
-    reason: str
 
 
 @dataclass
@@ -51,16 +43,10 @@ class LoadedSplit:
 
 def _decode_one(store: Store, item: Item, size: int, min_side: int,
                 max_pixels: int) -> np.ndarray | Skipped:
-    try:
-        data = store.read_bytes(item.key)
-    except (OSError, FileNotFoundError) as exc:
-        return Skipped(item.key, item.label, "unreadable", str(exc))
-    if len(data) == 0:
-        return Skipped(item.key, item.label, "empty", "file is empty")
-    try:
-        array = decode_image(data, max_pixels=max_pixels, min_side=min_side)
-    except ImageRejected as exc:
-        return Skipped(item.key, item.label, exc.status, str(exc))
+    array = read_image(store, item.key, item.label, target=size, max_pixels=max_pixels,
+                       min_side=min_side)
+    if isinstance(array, Skipped):
+        return array
     if array.shape[0] != size or array.shape[1] != size:
         array = np.asarray(Image.fromarray(array).resize((size, size), Image.BILINEAR))
     return array
