@@ -10,7 +10,6 @@ Images are decoded in chunks, so tens of thousands of images stream through in f
 from __future__ import annotations
 
 import logging
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from PIL import Image
 
 from pydantic import Field
 
+from headstart.shared.runtime.cpus import usable_cpus
 from headstart.shared.data.datasets import SplitConfig, discover
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.data.images import MAX_PIXELS, Skipped, read_image
@@ -150,7 +150,7 @@ def iter_chunks(refs: list[ImageRef], model_size: int, display_size: int | None 
     Without ``display_size`` the display arrays are the model-size ones."""
     stores: dict[str, Store] = {}
     display_size = display_size or model_size
-    workers = min(16, (os.cpu_count() or 2) * 4)  # I/O-bound on remote stores
+    workers = min(16, usable_cpus() * 4)  # I/O-bound on remote stores
     with ThreadPoolExecutor(workers) as pool:
         for start in range(0, len(refs), chunk):
             part = refs[start:start + chunk]

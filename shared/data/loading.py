@@ -17,6 +17,7 @@ from typing import Iterable, Iterator, Mapping
 import numpy as np
 from PIL import Image
 
+from headstart.shared.runtime.cpus import usable_cpus
 from headstart.shared.data.datasets import Item
 from headstart.shared.data.images import MAX_PIXELS, Skipped, read_image
 from headstart.shared.data.scratch import allocate
@@ -89,7 +90,7 @@ def load_split(store: Store, name: str, items: list[Item], labels: list[str], si
     kept_labels: list[int] = []
     keys: list[str] = []
     skipped: list[Skipped] = []
-    workers = workers or min(16, (os.cpu_count() or 2) * 4)
+    workers = workers or min(16, usable_cpus() * 4)
     progress = Progress(len(items), f"decode {name}", "img", log)
     for item, result in zip(items, _decoded(store, items, size, min_side, max_pixels, workers)):
         if isinstance(result, Skipped):
