@@ -10,17 +10,17 @@ Images are decoded in chunks, so tens of thousands of images stream through in f
 from __future__ import annotations
 
 import logging
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from PIL import Image
 
 from pydantic import Field
 
+from headstart.shared.runtime.cpus import usable_cpus
 from headstart.shared.data.datasets import SplitConfig, discover
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.data.images import MAX_PIXELS, Skipped, read_image
@@ -147,26 +147,43 @@ def _decode(store: Store, ref: ImageRef, model_size: int, display_size: int, res
     return resize(array), _display(array, display_size)
 
 
+def image_decoder(model_size: int, display_size: int | None = None, *, model: Any = None,
+                  min_side: int = 8, max_pixels: int = MAX_PIXELS
+                  ) -> Callable[[ImageRef], tuple[np.ndarray, np.ndarray] | Skipped]:
+    """``ref -> (model input, display picture) | Skipped``, safe to call from many threads.
+
+    The model input (float32, ``model_size`` square) is ``model``'s own resize layer (the
+    standard one without a model) applied to ``decode_image(bytes, target=model_size)``: what
+    ``model`` computes from that decoded image. The display picture (``uint8``,
+    ``display_size`` square, default ``model_size``) is for overlays and galleries only."""
+    from headstart.shared.data.modelinput import resizer
+
+    resize = resizer(model_size, model)
+    display = display_size or model_size
+    stores: dict[str, Store] = {}
+
+    def decode(ref: ImageRef) -> tuple[np.ndarray, np.ndarray] | Skipped:
+        store = stores.get(ref.root)
+        if store is None:
+            store = stores.setdefault(ref.root, open_store(ref.root))
+        return _decode(store, ref, model_size, display, resize, min_side, max_pixels)
+
+    return decode
+
+
 def iter_chunks(refs: list[ImageRef], model_size: int, display_size: int | None = None,
                 chunk: int = 256, min_side: int = 8, max_pixels: int = MAX_PIXELS,
                 model: Any = None) -> Iterator[Chunk]:
-    """Decode ``refs`` in order, ``chunk`` at a time; unusable files come back as skipped.
-
-    ``Chunk.model`` is what ``model`` (its own resize layer; the standard one without it)
-    feeds its backbone; without ``display_size`` the display arrays are model-size pictures."""
-    from headstart.shared.data.modelinput import resizer
-
-    stores: dict[str, Store] = {}
-    resize = resizer(model_size, model)
+    """Decode ``refs`` in order, ``chunk`` at a time (:func:`image_decoder`); unusable files
+    come back as skipped. Without ``display_size`` the display arrays are model-size pictures."""
+    decode = image_decoder(model_size, display_size, model=model, min_side=min_side,
+                           max_pixels=max_pixels)
     display_size = display_size or model_size
-    workers = min(16, (os.cpu_count() or 2) * 4)  # I/O-bound on remote stores
+    workers = min(16, usable_cpus() * 4)  # I/O-bound on remote stores
     with ThreadPoolExecutor(workers) as pool:
         for start in range(0, len(refs), chunk):
             part = refs[start:start + chunk]
-            for ref in part:
-                stores.setdefault(ref.root, open_store(ref.root))
-            results = list(pool.map(lambda r: _decode(stores[r.root], r, model_size, display_size,
-                                                      resize, min_side, max_pixels), part))
+            results = list(pool.map(decode, part))
             kept = [(r, res) for r, res in zip(part, results) if not isinstance(res, Skipped)]
             skipped = [res for res in results if isinstance(res, Skipped)]
             for s in skipped:

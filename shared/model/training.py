@@ -22,14 +22,14 @@ from headstart.shared.runtime.runner import STOP
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class PhaseConfig:
     name: str             # "head" or "fine_tune": checkpoint namespace
     epochs: int
     learning_rate: float
     patience: int
-    label_smoothing: float = 0.0
-    class_weights: list[float] | None = None  # loss weight per label index (training only)
+    label_smoothing: float
+    class_weights: list[float] | None  # loss weight per label index (training only)
 
 
 @dataclass
