@@ -17,13 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-<<<<<<< HEAD
+from headstart.shared.runtime.config import FromSpec
 from headstart.shared.data.images import (EXTENSIONS, ImageRejected, decode_image, inspect_image,
                                           resize_longest)
-=======
-from headstart.shared.runtime.config import FromSpec
-from headstart.shared.data.images import EXTENSIONS, ImageRejected, inspect_image, resize_longest
->>>>>>> main
 
 
 @dataclass(frozen=True, kw_only=True)
