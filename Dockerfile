@@ -1,4 +1,5 @@
 # syntax=docker/dockerfile:1
+# checkov:skip=CKV_DOCKER_2: batch jobs, not services: nothing to probe; Batch and Step Functions watch the exit code
 # The one image every Headstart job runs in (locally, in compose, on AWS Batch).
 # The base image carries the GPU build of TensorFlow; the project pins the same version in its
 # `gpu`/`cpu` extras and installs here with no extra, so pip never pulls a second TensorFlow.

@@ -39,3 +39,25 @@ def tool(name: str) -> Path:
         detail = getattr(exc, "stderr", "") or exc
         pytest.skip(f"cannot install {package}=={version} into {venv}: {str(detail)[-300:]}")
     return exe
+
+
+ASL_VALIDATOR = "4.0.0"
+
+
+def asl_validator() -> Path:
+    """The pinned asl-validator (npm), installed once; skips without npm or a registry."""
+    import shutil
+
+    home = tools_home() / f"asl-validator-{ASL_VALIDATOR}"
+    exe = home / "node_modules" / ".bin" / "asl-validator"
+    if exe.exists():
+        return exe
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm not installed: asl-validator needs node")
+    try:
+        subprocess.run([npm, "install", "--silent", "--prefix", str(home), f"asl-validator@{ASL_VALIDATOR}"],
+                       check=True, capture_output=True, text=True, timeout=300)
+    except (subprocess.SubprocessError, OSError) as exc:
+        pytest.skip(f"cannot install asl-validator@{ASL_VALIDATOR}: {str(getattr(exc, 'stderr', exc))[-300:]}")
+    return exe
