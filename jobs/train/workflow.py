@@ -115,7 +115,8 @@ def _fit_and_write(spec: TrainSpec, out: RunOutput, info, size: int, index, spli
     cfg = recipe.RecipeConfig(spec.epochs, spec.batch_size, spec.learning_rate, spec.patience,
                               spec.label_smoothing, spec.fast_path, spec.augment_views,
                               spec.fine_tune_layers, spec.fine_tune_epochs, spec.fine_tune_lr,
-                              spec.seed, spec.cache_dir, class_weight_list(spec.class_weights, index.labels))
+                              spec.seed, spec.cache_dir, class_weight_list(spec.class_weights, index.labels),
+                              pooled_cache=spec.pooled_cache)
     with strategy.scope():  # optimizer state lives with the replicas on several GPUs
         result = recipe.fit(clf, splits, cfg, ckpt)
     from headstart.jobs.train.outputs import write_outputs
