@@ -76,8 +76,9 @@ def _report(spec: EvaluateSpec, trained: TrainedModel, summary: dict, figs: dict
     return rep.render()
 
 
-def write_outputs(spec: EvaluateSpec, out: RunOutput, trained: TrainedModel, split: LoadedSplit,
+def write_outputs(*, spec: EvaluateSpec, out: RunOutput, trained: TrainedModel, split: LoadedSplit,
                   probs: np.ndarray, summary: dict) -> None:
+    """Figures, metrics, predictions, skip list, spec and report; manifest last."""
     labels = trained.labels
     matrix = np.asarray(summary["confusion_matrix"])
     figs = {"confusion_matrix.png": plots.confusion_matrix(matrix, labels, normalized=False),
@@ -98,7 +99,7 @@ def write_outputs(spec: EvaluateSpec, out: RunOutput, trained: TrainedModel, spl
     out.write_json("worst_misclassified.json", worst)
     out.write_text("per_class.csv", _per_class_csv(summary["per_class"]))
     out.write_text("predictions.csv", _predictions_csv(split, probs, labels))
-    out.write_text("skipped.csv", skipped_csv([split]))
+    out.write_text("skipped.csv", skipped_csv({split.name: split.skipped}))
     out.write_text("spec.yaml", spec.to_yaml())
     out.write_text("report.html", _report(spec, trained, summary, figs, worst, split, extra))
     out.publish(accuracy=summary["accuracy"], n=summary["n"], split=spec.split)

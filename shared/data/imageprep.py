@@ -15,12 +15,14 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from headstart.shared.runtime.config import FromSpec
 from headstart.shared.data.images import EXTENSIONS, ImageRejected, inspect_image, resize_longest
 
 
-@dataclass(frozen=True)
-class PrepOptions:
-    """Checks and transforms applied to every image."""
+@dataclass(frozen=True, kw_only=True)
+class PrepOptions(FromSpec):
+    """Checks and transforms applied to every image. The scrape spec takes its defaults from
+    here; jobs build it with ``PrepOptions.from_spec(spec)``."""
 
     max_pixels: int = 50_000_000
     min_side: int = 32

@@ -10,7 +10,6 @@ Images are decoded in chunks, so tens of thousands of images stream through in f
 from __future__ import annotations
 
 import logging
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,10 +20,10 @@ from PIL import Image
 
 from pydantic import Field
 
+from headstart.shared.runtime.cpus import usable_cpus
 from headstart.shared.data.datasets import SplitConfig, discover
 from headstart.shared.runtime.errors import UserError
-from headstart.shared.data.images import MAX_PIXELS, ImageRejected, decode_image
-from headstart.shared.data.loading import Skipped
+from headstart.shared.data.images import MAX_PIXELS, Skipped, read_image
 from headstart.shared.runtime.specs import JobSpec
 from headstart.shared.storage.store import Store, join, open_store, split_uri
 
@@ -138,15 +137,10 @@ def _resize(array: np.ndarray, size: int) -> np.ndarray:
 
 def _decode(store: Store, ref: ImageRef, sizes: tuple[int, int], min_side: int,
             max_pixels: int) -> tuple[np.ndarray, np.ndarray] | Skipped:
-    label = ref.label or ""
-    try:
-        data = store.read_bytes(ref.key)
-    except OSError as exc:
-        return Skipped(ref.uri, label, "unreadable", str(exc))
-    try:
-        array = decode_image(data, max_pixels=max_pixels, min_side=min_side)
-    except ImageRejected as exc:
-        return Skipped(ref.uri, label, exc.status, str(exc))
+    array = read_image(store, ref.key, ref.label or "", target=max(sizes), max_pixels=max_pixels,
+                       min_side=min_side, name=ref.uri)
+    if isinstance(array, Skipped):
+        return array
     return _resize(array, sizes[0]), _resize(array, sizes[1])
 
 
@@ -156,7 +150,7 @@ def iter_chunks(refs: list[ImageRef], model_size: int, display_size: int | None 
     Without ``display_size`` the display arrays are the model-size ones."""
     stores: dict[str, Store] = {}
     display_size = display_size or model_size
-    workers = min(16, (os.cpu_count() or 2) * 4)  # I/O-bound on remote stores
+    workers = min(16, usable_cpus() * 4)  # I/O-bound on remote stores
     with ThreadPoolExecutor(workers) as pool:
         for start in range(0, len(refs), chunk):
             part = refs[start:start + chunk]

@@ -11,30 +11,21 @@ import csv
 import io
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 from PIL import Image
 
+from headstart.shared.runtime.cpus import usable_cpus
 from headstart.shared.data.datasets import Item
-from headstart.shared.data.images import MAX_PIXELS, ImageRejected, decode_image
+from headstart.shared.data.images import MAX_PIXELS, Skipped, read_image
+from headstart.shared.data.scratch import allocate
 from headstart.shared.runtime.logs import Progress
 from headstart.shared.storage.store import Store
 
 log = logging.getLogger(__name__)
 
-# Above this many bytes of pixels, decoded images go to a memory-mapped file on local disk.
-MEMMAP_BYTES = 2 * 1024**3
-
-
-@dataclass
-class Skipped:
-    key: str
-    label: str
-    status: str
-    reason: str
 
 
 @dataclass
@@ -53,31 +44,13 @@ class LoadedSplit:
 
 def _decode_one(store: Store, item: Item, size: int, min_side: int,
                 max_pixels: int) -> np.ndarray | Skipped:
-    try:
-        data = store.read_bytes(item.key)
-    except (OSError, FileNotFoundError) as exc:
-        return Skipped(item.key, item.label, "unreadable", str(exc))
-    if len(data) == 0:
-        return Skipped(item.key, item.label, "empty", "file is empty")
-    try:
-        array = decode_image(data, max_pixels=max_pixels, min_side=min_side)
-    except ImageRejected as exc:
-        return Skipped(item.key, item.label, exc.status, str(exc))
+    array = read_image(store, item.key, item.label, target=size, max_pixels=max_pixels,
+                       min_side=min_side)
+    if isinstance(array, Skipped):
+        return array
     if array.shape[0] != size or array.shape[1] != size:
         array = np.asarray(Image.fromarray(array).resize((size, size), Image.BILINEAR))
     return array
-
-
-def _allocate(n: int, size: int, cache_dir: str | None) -> np.ndarray:
-    nbytes = n * size * size * 3
-    if nbytes < MEMMAP_BYTES:
-        return np.empty((n, size, size, 3), dtype=np.uint8)
-    directory = cache_dir or tempfile.gettempdir()
-    os.makedirs(directory, exist_ok=True)
-    fd, path = tempfile.mkstemp(prefix="images-", suffix=".npy", dir=directory)
-    os.close(fd)
-    log.info("decoding %d images (%.1f GiB) into memory-mapped %s", n, nbytes / 1024**3, path)
-    return np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
 
 
 def _decoded(store: Store, items: list[Item], size: int, min_side: int, max_pixels: int,
@@ -113,11 +86,11 @@ def load_split(store: Store, name: str, items: list[Item], labels: list[str], si
                cache_dir: str | None = None) -> LoadedSplit:
     """Decode ``items`` into a :class:`LoadedSplit`, skipping unusable files with a reason."""
     index = {label: i for i, label in enumerate(labels)}
-    out = _allocate(len(items), size, cache_dir)
+    out = allocate((len(items), size, size, 3), np.uint8, cache_dir, "images")
     kept_labels: list[int] = []
     keys: list[str] = []
     skipped: list[Skipped] = []
-    workers = workers or min(16, (os.cpu_count() or 2) * 4)
+    workers = workers or min(16, usable_cpus() * 4)
     progress = Progress(len(items), f"decode {name}", "img", log)
     for item, result in zip(items, _decoded(store, items, size, min_side, max_pixels, workers)):
         if isinstance(result, Skipped):
@@ -133,12 +106,17 @@ def load_split(store: Store, name: str, items: list[Item], labels: list[str], si
     return LoadedSplit(name, out[: len(keys)], np.asarray(kept_labels, dtype=np.int32), keys, skipped)
 
 
-def skipped_csv(splits: Iterable[LoadedSplit]) -> str:
-    """One CSV row per skipped file: split, key, label, status, reason."""
+SKIPPED_COLUMNS = ("split", "key", "label", "status", "reason")
+
+
+def skipped_csv(groups: Mapping[str | None, Iterable[Skipped]]) -> str:
+    """Every job's ``skipped.csv``: one row per skipped file under :data:`SKIPPED_COLUMNS`,
+    ``csv``-quoted (keys and reasons hold commas, quotes and newlines). ``groups`` maps a
+    split name (None: the images were not from a dataset split) to its skipped files."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["split", "key", "label", "status", "reason"])
-    for split in splits:
-        for s in split.skipped:
-            writer.writerow([split.name, s.key, s.label, s.status, s.reason])
+    writer.writerow(SKIPPED_COLUMNS)
+    for split, skipped in groups.items():
+        for s in skipped:
+            writer.writerow([split or "", s.key, s.label or "", s.status, s.reason])
     return buf.getvalue()

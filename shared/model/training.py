@@ -31,14 +31,14 @@ CHUNK_BYTES = 32 * 2**20   # batches per compiled call: bounded memory, few call
 _MANY_STEPS = 2**30        # steps_per_execution: a call runs until its chunk is exhausted
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class PhaseConfig:
     name: str             # "head" or "fine_tune": checkpoint namespace
     epochs: int
     learning_rate: float
     patience: int
-    label_smoothing: float = 0.0
-    class_weights: list[float] | None = None  # loss weight per label index (training only)
+    label_smoothing: float
+    class_weights: list[float] | None  # loss weight per label index (training only)
 
 
 @dataclass

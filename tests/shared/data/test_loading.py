@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from headstart.shared.data import loading
+from headstart.shared.data import scratch
 from headstart.shared.data.datasets import Item
 from headstart.shared.data.loading import LoadedSplit, load_split
 from headstart.shared.storage.store import open_store
@@ -142,7 +142,7 @@ def test_memmap_path_gives_identical_arrays(tmp_path, monkeypatch):
     in_memory = load_split(store, "train", items, LABELS, size=16)
     assert not isinstance(in_memory.images, np.memmap)
 
-    monkeypatch.setattr(loading, "MEMMAP_BYTES", 0)
+    monkeypatch.setattr(scratch, "MEMMAP_BYTES", 0)
     cache = tmp_path / "cache"
     mapped = load_split(store, "train", items, LABELS, size=16, cache_dir=str(cache))
     assert isinstance(mapped.images, np.memmap)
