@@ -49,7 +49,8 @@ def split_metrics(clf: Classifier, splits: dict[str, LoadedSplit], result: Recip
         if name == "train" and name not in result.features:
             continue  # a whole extra forward pass over train is not worth it on the slow path
         if name in result.features:
-            probs = predict_arrays(clf.head, result.features[name], batch_size, f"score {name}")
+            probs = predict_arrays(result.scorer or clf.head, result.features[name], batch_size,
+                                   f"score {name}")
         else:
             probs = predict_arrays(clf.model, split.images, batch_size, f"score {name}")
         summary = summarize(split.labels, probs, labels)
