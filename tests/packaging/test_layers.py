@@ -35,7 +35,7 @@ FORBIDDEN = {
     "shared/runtime": {"boto3", "botocore", "tensorflow", "keras", "numpy"},
     "shared/report": {"boto3", "botocore", "tensorflow", "keras"},
     "shared/net": {"boto3", "botocore", "tensorflow", "keras"},
-    "shared/data": {"boto3", "botocore", "keras"},
+    "shared/data": {"boto3", "botocore"},
     "shared/model": {"boto3", "botocore"},
     "shared/auto": {"boto3", "botocore"},
     "shared/explain": {"boto3", "botocore"},
