@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,7 @@ def _per_class_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def _report(spec: EvaluateSpec, trained: TrainedModel, summary: dict, figs: dict[str, bytes],
-            worst: list[dict], split: LoadedSplit, extra: list[tuple[str, str]] = ()) -> str:
+            worst: list[dict], split: LoadedSplit, extra: Sequence[tuple[str, str]] = ()) -> str:
     rep = report.Report(f"Evaluation: {trained.meta.get('backbone')} on {spec.dataset}",
                         f"model {spec.model} · split {spec.split} · {summary['n']} images, "
                         f"{len(split.skipped)} skipped")

@@ -128,7 +128,7 @@ def _chunks(path: Path):
 
 def _summary(per_label: dict[str, Counter], plan: dict[str, str], images: dict[str, Image],
              settings: SplitSettings, shard_count: int) -> dict:
-    totals = Counter()
+    totals: Counter[str] = Counter()
     for counts in per_label.values():
         totals.update(counts)
     total = sum(totals.values())

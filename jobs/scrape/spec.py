@@ -24,7 +24,7 @@ class SplitSettings(JobSpec):
                              "first URL, or drop it")
 
     @model_validator(mode="after")
-    def _fractions(self) -> "SplitSettings":
+    def _fractions(self) -> SplitSettings:
         check_fractions(self.valid_fraction, self.test_fraction)
         return self
 
@@ -68,6 +68,6 @@ class MergeSpec(JobSpec):
     on_conflict: Literal["first", "drop"] | None = Field(None, description="first | drop")
 
     @model_validator(mode="after")
-    def _fractions(self) -> "MergeSpec":
+    def _fractions(self) -> MergeSpec:
         check_fractions(self.valid_fraction, self.test_fraction)  # the merge rechecks the sum
         return self

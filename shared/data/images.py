@@ -143,7 +143,7 @@ def decode_image(data: bytes, *, target: int | None = None, max_pixels: int = MA
                                             f"{type(exc).__name__}: {exc}") from None
 
 
-def read_image(store: "Store", key: str, label: str = "", *, target: int | None = None,
+def read_image(store: Store, key: str, label: str = "", *, target: int | None = None,
                max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE,
                name: str | None = None) -> np.ndarray | Skipped:
     """Read ``key`` from ``store`` and :func:`decode_image` it: the array, or a
@@ -167,7 +167,7 @@ def resize_longest(img: Image.Image, longest: int) -> Image.Image:
     scale = longest / max(w, h)
     if scale >= 1:
         return img
-    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
+    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BICUBIC)
 
 
 def encode_jpeg(array: np.ndarray, quality: int = 92) -> bytes:

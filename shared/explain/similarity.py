@@ -130,7 +130,7 @@ def scan(embeddings: np.ndarray, k: int = 5, duplicate_threshold: float = 0.98,
         upper = np.arange(n)[None, :] > (start + local)[:, None]   # each pair once (i < j)
         r, c = np.nonzero(upper & (sims >= duplicate_threshold))
         dups.add(r + start, c, sims[r, c])
-        if leak is not None:
+        if leak is not None and groups is not None:
             cross = upper & (groups[start:stop, None] != groups[None, :])
             r, c = np.nonzero(cross & (sims >= leakage_threshold))
             leak.add(r + start, c, sims[r, c])

@@ -49,7 +49,7 @@ def extract_features(extractor: keras.Model, images: np.ndarray, batch_size: int
         batch = np.asarray(images[start:start + batch_size], dtype=np.float32)
         for v in range(views):
             STOP.check()  # nothing to checkpoint yet: leave promptly on SIGTERM
-            x = batch if v == 0 else augment(batch, training=True)
+            x = batch if v == 0 or augment is None else augment(batch, training=True)
             feats[start:start + len(batch), v] = np.asarray(predict(x), dtype=np.float16)
             progress.update(len(batch))
     progress.close()

@@ -59,7 +59,7 @@ def pooled_parts(head: keras.Model):
         return None
     rest = layers[1:]
     # Only a plain chain is safe to re-apply on pooled inputs.
-    for prev, layer in zip(layers, rest):
+    for _prev, layer in zip(layers, rest):
         if len(layer._inbound_nodes) < 1:
             return None
     return rate, rest

@@ -116,7 +116,7 @@ def iter_urls(uri: str) -> Iterator[UrlEntry]:
 
 def describe(uri: str) -> tuple[int, dict[str, int]]:
     """One streaming pass: the number of entries and the URLs per label (validates labels)."""
-    total, per_label = 0, {}
+    total, per_label = 0, dict[str, int]()
     for entry in iter_urls(uri):
         total += 1
         per_label[entry.label] = per_label.get(entry.label, 0) + 1

@@ -51,7 +51,7 @@ class Store(ABC):
     def size(self, key: str) -> int:
         """The object's size in bytes."""
 
-    def child(self, prefix: str) -> "Store":
+    def child(self, prefix: str) -> Store:
         """A store rooted at ``prefix`` below this one."""
         return open_store(join(self.uri, _check_key(prefix)))
 
@@ -275,11 +275,16 @@ class S3Store(Store):
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in _MISSING_KEY:
                 raise FileNotFoundError(f"{where} does not exist") from exc
-            raise _client_error(code, exc.response.get("Error", {}).get("Message", ""), self.bucket,
-                                where) or exc
+            error = _client_error(code, exc.response.get("Error", {}).get("Message", ""), self.bucket, where)
+            if error is None:
+                raise
+            raise error from None
         except S3UploadFailedError as exc:  # wraps the ClientError in its text
             code = next((c for c in (*_ACCESS_DENIED, "NoSuchBucket") if c in str(exc)), "")
-            raise _client_error(code, "", self.bucket, where) or exc
+            error = _client_error(code, "", self.bucket, where)
+            if error is None:
+                raise
+            raise error from None
         except (NoCredentialsError, PartialCredentialsError) as exc:
             raise UserError(f"no usable AWS credentials for {where} ({exc}); set AWS_PROFILE or "
                             "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run on a role") from None
@@ -377,7 +382,7 @@ class _RawBody(RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buf) -> int:  # type: ignore[override]
+    def readinto(self, buf) -> int:
         data = self.body.read(len(buf))
         buf[:len(data)] = data
         return len(data)

@@ -1,4 +1,5 @@
-"""Decoding a split: by content, bad files skipped with a reason, resized by the model's layer, memmap path identical."""
+"""Decoding a split: by content, bad files skipped with a reason, resized by the model's layer,
+memmap path identical."""
 from __future__ import annotations
 
 
