@@ -25,6 +25,9 @@ class TrainSpec(JobSpec):
     dropout: float = Field(0.3, ge=0, lt=1, description="dropout on the feature maps")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing of the loss")
     fast_path: bool = Field(True, description="cache base features once instead of every epoch")
+    pooled_cache: bool = Field(True, description="fast path: cache pooled statistics instead of spatial "
+                               "maps (dropout before pooling applied as its moment-matched noise); "
+                               "false trains the reference Dropout->GAP head on spatial maps exactly")
     augment_views: int = Field(0, ge=0, le=32, description="augmented views cached per training image")
     fine_tune_layers: int = Field(0, ge=0, description="unfreeze the top N base layers in a second phase")
     fine_tune_epochs: int = Field(5, ge=1, description="maximum epochs of the fine-tuning phase")

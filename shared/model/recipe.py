@@ -16,12 +16,17 @@ import numpy as np
 
 from headstart.shared.model.checkpoints import CheckpointStore
 from headstart.shared.model.features import ArrayBatches, augmenter, extract_features
+from headstart.shared.model.pooled import pooled_head, stats_extractor
 from headstart.shared.data.loading import LoadedSplit
 from headstart.shared.model.classifier import Classifier
 from headstart.shared.model.training import PhaseConfig, PhaseResult, run_phase
 from headstart.shared.runtime.config import FromSpec
 
 log = logging.getLogger(__name__)
+
+# Validation/scoring batches: inference only (BatchNorm frozen), so the size changes nothing
+# but the number of calls.
+EVAL_BATCH = 256
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +47,9 @@ class RecipeConfig(FromSpec):
     seed: int
     cache_dir: str | None
     class_weights: list[float] | None  # per label index (the spec holds label -> weight)
+    # Cache per-channel pooled statistics instead of spatial maps when the head starts with
+    # [Dropout ->] GAP (see headstart.shared.model.pooled); False: the reference head exactly.
+    pooled_cache: bool
 
 
 @dataclass
@@ -52,6 +60,8 @@ class RecipeResult:
     timing: dict[str, float] = field(default_factory=dict)
     # Cached view-0 features per split, valid while the base is untouched (no fine-tuning).
     features: dict[str, np.ndarray] = field(default_factory=dict)
+    # The model that scores ``features`` (the head, or its pooled-statistics twin).
+    scorer: keras.Model | None = None
 
 
 def default_batch_size(n_train: int) -> int:
@@ -85,18 +95,24 @@ def _head_phase_data(clf: Classifier, splits: dict[str, LoadedSplit], cfg: Recip
     if cfg.augment_views:
         log.info("fast path with augmentation: caching %d augmented view(s) per training image; "
                  "each epoch draws one view per image", cfg.augment_views)
-    feats = {"train": extract_features(clf.extractor, train.images, cfg.batch_size,
+    model, extractor = clf.head, clf.extractor
+    pooled = pooled_head(clf, cfg.seed) if cfg.pooled_cache else None
+    if pooled is not None:  # GAP moved into the cache: (2, c) statistics per image
+        model, extractor = pooled, stats_extractor(clf)
+        log.info("fast path: caching pooled feature statistics (head starts with GAP)")
+    feats = {"train": extract_features(extractor, train.images, cfg.batch_size,
                                        "features train", views, aug, cfg.cache_dir)}
     for name in ("valid", "test"):
         if name in splits and len(splits[name]):
-            feats[name] = extract_features(clf.extractor, splits[name].images, cfg.batch_size,
+            feats[name] = extract_features(extractor, splits[name].images, cfg.batch_size,
                                            f"features {name}", cache_dir=cfg.cache_dir)
     result.timing["features_s"] = time.monotonic() - t0
     result.features = {k: v[:, 0] for k, v in feats.items()}
+    result.scorer = model
     tr = ArrayBatches(feats["train"], train.labels, cfg.batch_size, cfg.seed, has_views=True)
-    va = (ArrayBatches(result.features["valid"], valid.labels, cfg.batch_size, cfg.seed, shuffle=False)
-          if valid else None)
-    return clf.head, tr, va
+    va = (ArrayBatches(result.features["valid"], valid.labels, max(cfg.batch_size, EVAL_BATCH),
+                       cfg.seed, shuffle=False) if valid else None)
+    return model, tr, va
 
 
 def unfreeze_top(backbone: keras.Model, n_layers: int) -> int:
@@ -145,4 +161,4 @@ def _fine_tune(clf: Classifier, splits: dict[str, LoadedSplit], cfg: RecipeConfi
                         patience=cfg.patience, label_smoothing=cfg.label_smoothing,
                         class_weights=cfg.class_weights)
     _merge(result, "fine_tune", run_phase(clf.model, tr, va, phase, ckpt, resume))
-    result.features = {}  # the base changed: cached features no longer describe it
+    result.features, result.scorer = {}, None  # the base changed: cached features are stale
