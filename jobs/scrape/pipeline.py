@@ -99,6 +99,8 @@ def run_pipeline(entries: Iterable[UrlEntry], ctx: Context, concurrency: int,
         done, pending = wait(pending, timeout=None if block else 0, return_when=FIRST_COMPLETED)
         for future in done:
             record = future.result()  # a storage error here is a crash, not a per-URL failure
+            if record["status"] == "cancelled":
+                continue  # cut short by a stop request: no record, so a rerun fetches it again
             writer.add(record)
             finished += 1
             progress.update(1, failed=int(record["status"] != "ok"))

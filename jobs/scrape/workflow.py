@@ -68,7 +68,7 @@ def _fetch_shard(spec: ScrapeSpec, store: Store, shard: tuple[int, int]) -> None
     ctx = Context(store, FetchConfig(
         timeout=spec.timeout, max_bytes=spec.max_bytes, max_redirects=spec.max_redirects,
         retries=spec.retries, backoff=spec.backoff, user_agent=spec.user_agent,
-        allow=AllowList.parse(spec.allow_loopback)),
+        allow=AllowList.parse(spec.allow_loopback), cancelled=lambda: STOP.requested),
         PrepOptions(spec.max_pixels, spec.min_side, spec.resize, spec.reencode, spec.jpeg_quality),
         prepare=lambda data: None)  # replaced below once the pool exists
     writer = records.RecordWriter(store, folder, spec.checkpoint_every)
