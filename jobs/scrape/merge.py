@@ -145,7 +145,7 @@ def _summary(per_label: dict[str, Counter], plan: dict[str, str], images: dict[s
             "shards": shard_count, "settings": settings.dump()}
 
 
-def finalize(store: Store, settings: SplitSettings, shard_count: int) -> dict:
+def finalize(store: Store, settings: SplitSettings, shard_count: int, overwrite: bool = False) -> dict:
     """Build report, summary, dataset and manifest from the records of every shard."""
     out = RunOutput(store, "scrape")
     out.unpublish()
@@ -169,7 +169,8 @@ def finalize(store: Store, settings: SplitSettings, shard_count: int) -> dict:
         raise UserError(f"success rate {summary['success_rate']:.3f} is below --min-success "
                         f"{settings.min_success}; see {store.uri}/{REPORT} for why URLs failed")
     targets = {image_path(split, images[sha].label, sha, images[sha].ext): sha for sha, split in plan.items()}
-    place_images(store, {path: records.object_key(sha, images[sha].ext) for path, sha in targets.items()})
+    place_images(store, {path: records.object_key(sha, images[sha].ext) for path, sha in targets.items()},
+                 overwrite=overwrite)
     for path, sha in targets.items():
         out.record(path, images[sha].stored_bytes, images[sha].stored_sha256)
     return out.publish(layout="imagenet", images=len(plan), urls=summary["urls"],
