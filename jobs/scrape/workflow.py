@@ -58,7 +58,10 @@ def _todo(spec: ScrapeSpec, shard: tuple[int, int], bits: bytearray) -> Iterator
 
 def _fetch_shard(spec: ScrapeSpec, store: Store, shard: tuple[int, int]) -> None:
     folder = records.shard_dir(*shard)
-    total, per_label = describe(spec.urls)
+    total, per_label = describe(spec.urls)  # validates the whole list before any download
+    if per_label.get(""):
+        log.warning("%d malformed rows in %s are recorded as bad_row (see the report)",
+                    per_label.pop(""), spec.urls)
     mine = len(range(shard[0], total, shard[1]))
     log.info("scrape %s: %d URLs in %d labels; shard %d/%d has %d", spec.urls, total,
              len(per_label), shard[0], shard[1], mine)

@@ -50,3 +50,23 @@ def test_a_short_body_is_recorded_as_connection_error_not_decode_error(hostile, 
     scrape(spec(hostile, urls, tmp_path / "o"))
     (row,) = report(tmp_path / "o")
     assert row["status"] == "connection_error" and row["attempts"] == "3", row
+
+
+def test_bad_rows_are_reported_and_formula_cells_escaped(image_server, tmp_path: Path) -> None:
+    import json
+
+    from tests.helpers import spec
+
+    good = image_server.url("/img/f1.jpg")
+    path = tmp_path / "u.csv"
+    path.write_text(f"url,label\n{good},cat\n{image_server.url('/img/a')},b.jpg,dog\n"
+                    f"\"=HYPERLINK(\"\"http://evil\"\")\",@cat\n")
+    before = sum(image_server.httpd.hits.values())
+    scrape(spec(image_server, str(path), tmp_path / "o"))
+    rows = report(tmp_path / "o")
+    assert [r["status"] for r in rows] == ["ok", "bad_row", "bad_url"]
+    assert "3 fields" in rows[1]["error"] and rows[1]["label"] == ""
+    assert rows[2]["url"].startswith("'=HYPERLINK") and rows[2]["label"] == "'@cat"
+    assert sum(image_server.httpd.hits.values()) - before == 1  # the bad row was never fetched
+    summary = json.loads((tmp_path / "o" / "scrape_summary.json").read_text())
+    assert summary["by_status"]["bad_row"] == 1 and "" not in summary["labels"]
