@@ -19,7 +19,7 @@ from headstart.shared.net.fetch import FetchConfig
 from headstart.shared.data.imageprep import PrepOptions
 from headstart.shared.runtime.logs import Progress
 from headstart.shared.storage.manifest import FAILURE, MANIFEST, RunOutput, to_json
-from headstart.shared.runtime.runner import STOP
+from headstart.shared.runtime.stop import STOP
 from headstart.shared.storage.store import Store, open_store
 from headstart.shared.net.urllists import UrlEntry, describe, iter_urls
 from headstart.shared.net.urlsafety import AllowList
@@ -72,7 +72,7 @@ def _fetch_shard(spec: ScrapeSpec, store: Store, shard: tuple[int, int]) -> None
         timeout=spec.timeout, max_bytes=spec.max_bytes, max_redirects=spec.max_redirects,
         retries=spec.retries, backoff=spec.backoff, user_agent=spec.user_agent,
         allow=AllowList.parse(spec.allow_loopback), cancelled=lambda: STOP.requested),
-        PrepOptions(spec.max_pixels, spec.min_side, spec.resize, spec.reencode, spec.jpeg_quality),
+        PrepOptions.from_spec(spec),
         prepare=lambda data: None)  # replaced below once the pool exists
     writer = records.RecordWriter(store, folder, spec.checkpoint_every)
     progress = Progress(mine - already, f"scrape {shard[0]}/{shard[1]}", unit="url")

@@ -163,6 +163,10 @@ class CheckpointStore:
                 if "-e" in key.rsplit("/", 1)[-1] and key not in keep:
                     self.store.delete(key)  # an epoch older than the fallback
 
+    def save_best(self, phase: str, weights: list[np.ndarray]) -> None:
+        """Write best weights taken at an earlier, uncommitted epoch (timed checkpoints)."""
+        self.store.write_bytes(f"checkpoint/{phase}-best.weights.npz", _arrays_to_bytes(weights))
+
     def restore(self, state: dict[str, Any], model: keras.Model, optimizer) -> None:
         """Load ``state``'s weights and optimizer; if that fails after all (a file damaged since
         :meth:`load_state`), warn and reset ``state`` in place so its phase starts again."""

@@ -10,10 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,16 @@ from headstart.shared.storage.store import Store
 
 log = logging.getLogger(__name__)
 
+# The files of a train run: written by jobs/train/outputs.py, read here (one set of names).
+MODEL_FILE = "model.keras"
+LABELS_FILE = "labels.json"
+SPEC_FILE = "spec.yaml"
+HISTORY_FILE = "history.json"
+CURVES_FILE = "training_curves.png"
+METRICS_FILE = "metrics.json"
+SKIPPED_FILE = "skipped.csv"
+SPLITS_FILE = "splits.csv"
+
 
 @dataclass
 class TrainedModel:
@@ -35,12 +43,12 @@ class TrainedModel:
     meta: dict[str, Any]       # labels.json
     train_spec: dict[str, Any]  # spec.yaml of the train run
     store: Store
+    calibration: Any = field(default=None)  # shared.model.calibration.Calibration (identity if none)
 
     def split_config(self) -> SplitConfig:
         """The split settings the model was trained with, so a flat dataset splits identically."""
-        s = self.train_spec
-        return SplitConfig(s.get("valid_fraction", 0.15), s.get("test_fraction", 0.15),
-                           s.get("seed", 1337), s.get("max_per_label"), 1)
+        # Any label size passes here: the run already judged them when it trained.
+        return SplitConfig.from_spec(self.train_spec, min_per_label=1)
 
 
 def _file_sha256(path: Path) -> str:
@@ -111,26 +119,33 @@ def load_trained(uri: str) -> TrainedModel:
     """Load ``model.keras`` from a published train run (local or ``s3://``), verified against
     the run's manifest."""
     store, manifest = open_published(uri)
-    if manifest.get("job") != "train" or "model.keras" not in manifest.get("files", {}):
+    if manifest.get("job") != "train" or MODEL_FILE not in manifest.get("files", {}):
         raise UserError(f"{uri!r} is a published {manifest.get('job')!r} run, expected the output "
-                        "of `headstart train` (with model.keras)")
-    meta = json.loads(_read_checked(store, manifest, "labels.json"))
-    train_spec = (yaml.safe_load(_read_checked(store, manifest, "spec.yaml"))
-                  if store.exists("spec.yaml") else {})
-    where = f"{store.uri}/model.keras"
-    local = store.local_path()
-    with tempfile.TemporaryDirectory() as tmp:
-        if local is not None:
-            path = local / "model.keras"
-            if not path.is_file():
-                raise UserError(f"{where} is listed in its manifest but missing")
-        else:
-            try:
-                path = Path(store.download_file("model.keras", os.path.join(tmp, "model.keras")))
-            except FileNotFoundError:
-                raise UserError(f"{where} is listed in its manifest but missing") from None
-        _check_entry(store, manifest, "model.keras", path.stat().st_size, _file_sha256(path))
-        model = load_keras_file(path, where)
+                        f"of `headstart train` (with {MODEL_FILE})")
+    meta = json.loads(_read_checked(store, manifest, LABELS_FILE))
+    train_spec = (yaml.safe_load(_read_checked(store, manifest, SPEC_FILE))
+                  if store.exists(SPEC_FILE) else {})
+    where = f"{store.uri}/{MODEL_FILE}"
+    try:
+        with store.local_copy(MODEL_FILE) as path:  # S3: a temporary download
+            path = Path(path)
+            _check_entry(store, manifest, MODEL_FILE, path.stat().st_size, _file_sha256(path))
+            model = load_keras_file(path, where)
+    except FileNotFoundError:
+        raise UserError(f"{where} is listed in its manifest but missing") from None
     log.info("loaded %s (%s, %d labels, %dpx)", uri, meta.get("backbone"), len(meta["labels"]),
              meta["image_size"])
-    return TrainedModel(model, list(meta["labels"]), int(meta["image_size"]), meta, train_spec or {}, store)
+    return TrainedModel(model, list(meta["labels"]), int(meta["image_size"]), meta, train_spec or {},
+                        store, load_calibration(store))
+
+
+def load_calibration(store: Store):
+    """The run's ``calibration.json`` (temperature scaling), or the identity for older runs."""
+    from headstart.shared.model.calibration import CALIBRATION_FILE, Calibration
+
+    if not store.exists(CALIBRATION_FILE):
+        return Calibration()
+    try:
+        return Calibration.from_json(store.read_text(CALIBRATION_FILE))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UserError(f"{store.uri}/{CALIBRATION_FILE} is not a calibration record: {exc}") from None

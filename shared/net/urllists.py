@@ -21,11 +21,12 @@ import csv
 import io
 import logging
 import re
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO, Iterable, Iterator
 
 from headstart.shared.runtime.errors import UserError
-from headstart.shared.storage.store import S3Store, Store, open_store, split_uri
+from headstart.shared.storage.store import Store, join, open_store, split_uri
 
 log = logging.getLogger(__name__)
 
@@ -67,21 +68,15 @@ def check_label(label: str, where: str) -> str:
     return label
 
 
-def _open_binary(store: Store, key: str) -> BinaryIO:
+@contextmanager
+def _open_binary(store: Store, key: str) -> Iterator[BinaryIO]:
     """A byte stream over one object, without reading it all into memory."""
-    local = store.local_path()
-    if local is not None:
-        path = local / key
-        if not path.is_file():
-            raise UserError(f"URL list not found: {path}")
-        return open(path, "rb")
-    if isinstance(store, S3Store):
+    with ExitStack() as stack:
         try:
-            body = store.client.get_object(Bucket=store.bucket, Key=store._key(key))["Body"]
-        except store.client.exceptions.NoSuchKey:
-            raise UserError(f"URL list not found: {store.uri}/{key}") from None
-        return io.BufferedReader(_RawStream(body))
-    return io.BytesIO(store.read_bytes(key))
+            raw = stack.enter_context(store.open(key))
+        except FileNotFoundError:
+            raise UserError(f"URL list not found: {join(store.uri, key)}") from None
+        yield raw
 
 
 def _guess_encoding(raw: bytes) -> str:
@@ -106,19 +101,6 @@ def _text_lines(fh: BinaryIO, where: str) -> Iterator[str]:
                             f"{_guess_encoding(raw)}); save the file as UTF-8") from None
 
 
-class _RawStream(io.RawIOBase):
-    """Adapts a botocore ``StreamingBody`` to the raw-IO interface ``TextIOWrapper`` wants."""
-
-    def __init__(self, body) -> None:
-        self.body = body
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf) -> int:
-        data = self.body.read(len(buf))
-        buf[:len(data)] = data
-        return len(data)
 
 
 def _csv_rows(lines: Iterable[str], where: str) -> Iterator[tuple[int, list[str]]]:

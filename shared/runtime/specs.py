@@ -123,7 +123,10 @@ def format_validation_error(exc: ValidationError) -> str:
             lines.append(f"`{loc}` is required")
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"`{loc}`: {msg}. Received: {loc}={err.get('input')!r}")
+            if "Received:" in msg:  # a model-level rule that already names the values
+                lines.append(msg)
+            else:
+                lines.append(f"`{loc}`: {msg}. Received: {loc}={err.get('input')!r}")
     return "; ".join(lines)
 
 
