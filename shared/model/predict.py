@@ -35,7 +35,6 @@ def predict_arrays(model: keras.Model, data: np.ndarray, batch_size: int = 64,
 from headstart.shared.runtime.cpus import usable_cpus  # noqa: E402,F401 - one helper (affinity + cgroup quota)
 
 
-
 def ordered_map(fn, items, workers: int, window: int):
     """``map(fn, items)`` in order on a thread pool, at most ``window`` results in flight.
 
