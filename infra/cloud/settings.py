@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 # setting -> stack output key (template.yaml Outputs).
 OUTPUT_KEYS = {"bucket": "BucketName", "state_machine": "StateMachineArn",
                "gpu_queue": "GpuJobQueueArn", "cpu_queue": "CpuJobQueueArn"}
-SETTINGS = ("region", *OUTPUT_KEYS)
+SETTINGS = ("region", *OUTPUT_KEYS, "read_buckets")
 
 
 class CloudSpec(JobSpec):
@@ -35,6 +35,8 @@ class CloudSpec(JobSpec):
     state_machine: str | None = Field(None, description="pipeline state machine ARN; unset: from the stack")
     gpu_queue: str | None = Field(None, description="GPU Batch job queue; unset: from the stack")
     cpu_queue: str | None = Field(None, description="CPU Batch job queue; unset: from the stack")
+    read_buckets: str | None = Field(None, description="comma-separated buckets the jobs may read besides "
+                                     "the data bucket; unset: the stack's ReadBuckets output")
 
 
 @dataclass
@@ -76,6 +78,17 @@ class Cloud:
             raise UserError(f"stack {self.stack!r} has no output {key!r}; pass --{name.replace('_', '-')}")
         self.values[name] = value
         return value
+
+    def read_buckets(self) -> list[str]:
+        """Buckets the jobs may read besides the data bucket (the stack's ReadBuckets)."""
+        value = self.values.get("read_buckets")
+        if value is None:
+            try:
+                value = self.stack_outputs().get("ReadBuckets", "")
+            except UserError:
+                value = ""  # settings given explicitly, no stack to read: the data bucket only
+            self.values["read_buckets"] = value
+        return [b.strip() for b in value.split(",") if b.strip()]
 
     def job_definition(self, job: str) -> str:
         """The job definition of ``headstart <job>``: the stack output, else its name."""

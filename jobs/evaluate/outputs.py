@@ -11,6 +11,7 @@ from headstart.jobs.evaluate.spec import EvaluateSpec
 from headstart.shared.report import plots
 from headstart.shared.report import html as report
 from headstart.shared.data.images import encode_png
+from headstart.shared.data.modelinput import to_uint8
 from headstart.shared.data.loading import LoadedSplit, skipped_csv
 from headstart.shared.storage.manifest import RunOutput
 from headstart.shared.report.metrics import row_normalize
@@ -64,7 +65,7 @@ def _report(spec: EvaluateSpec, trained: TrainedModel, summary: dict, figs: dict
         ["true", "predicted as", "count", "share of true"],
         [[c["true"], c["predicted"], c["count"], c["rate"]] for c in summary["most_confused"]])
         if summary["most_confused"] else "<p>No confusions.</p>")
-    tiles = [(encode_png(split.images[w["index"]]),
+    tiles = [(encode_png(to_uint8(split.images[w["index"]])),
               f"{w['key'].rsplit('/', 1)[-1]}: true {w['true']}, predicted {w['predicted']} "
               f"({w['probability']:.2f})", w.get("gradcam")) for w in worst]
     rep.add("Worst misclassifications", report.gallery(tiles) if tiles else "<p>None: every image is right.</p>")
@@ -91,7 +92,7 @@ def write_outputs(*, spec: EvaluateSpec, out: RunOutput, trained: TrainedModel, 
         out.write_bytes(name, png)
     if worst:
         out.write_bytes("worst_misclassified.png", plots.image_grid(
-            [split.images[w["index"]] for w in worst],
+            [to_uint8(split.images[w["index"]]) for w in worst],
             [f"{w['true']} → {w['predicted']} {w['probability']:.2f}" for w in worst]))
     out.write_json("confusion_matrix.json", {"labels": labels, "counts": matrix.tolist(),
                                              "normalized": row_normalize(matrix).round(6).tolist()})

@@ -31,7 +31,7 @@ def embed_images(spec: SimilaritySpec, trained, refs):
 
     model = embedder(trained.model)
     parts, kept, skipped = [], [], []
-    for chunk in iter_chunks(refs, trained.image_size, None, CHUNK, spec.min_side):
+    for chunk in iter_chunks(refs, trained.image_size, None, CHUNK, spec.min_side, model=trained.model):
         skipped += chunk.skipped
         if chunk.refs:
             parts.append(predict_arrays(model, chunk.model, spec.batch_size, "embed"))

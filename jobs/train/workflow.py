@@ -14,7 +14,7 @@ from headstart.shared.data.datasets import SplitConfig, check_label_sizes, disco
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.data.loading import load_split
 from headstart.shared.storage.manifest import RunOutput, is_published
-from headstart.shared.runtime.runner import STOP
+from headstart.shared.runtime.stop import STOP
 from headstart.shared.storage.store import open_store
 
 log = logging.getLogger("headstart.train")
@@ -41,9 +41,10 @@ def _prepare_output(spec: TrainSpec, fp: str) -> RunOutput | None:
             raise UserError(f"{spec.out!r} already holds a published run of a different spec; "
                             "pass --overwrite or choose another --out")
     if spec.overwrite:
+        from headstart.shared.model.checkpoints import CheckpointStore  # training follows: TF is due
+
         out.unpublish()
-        for key in list(out.store.list("checkpoint")):
-            out.store.delete(key)
+        CheckpointStore(out.store, fp).clear()
     out.store.delete("_FAILURE.json")
     return out
 
@@ -118,5 +119,4 @@ def _fit_and_write(run: TrainRun, info, size: int) -> None:
     from headstart.jobs.train.outputs import write_outputs
 
     write_outputs(run, clf, result)
-    for key in list(out.store.list("checkpoint")):
-        out.store.delete(key)
+    ckpt.clear()  # published: the run no longer needs its resume state

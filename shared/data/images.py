@@ -101,7 +101,7 @@ def shrink_factor(width: int, height: int, target: int | None) -> int:
 
 
 def decode_image(data: bytes, *, target: int | None = None, max_pixels: int = MAX_PIXELS,
-                 min_side: int = MIN_SIDE) -> np.ndarray:
+                 min_side: int = MIN_SIDE, longest: int | None = None) -> np.ndarray:
     """Decode image bytes to the upright RGB ``uint8`` array (H, W, 3) every job uses.
 
     This is the one decode path: training, evaluation, the explain jobs, prediction and
@@ -128,7 +128,8 @@ def decode_image(data: bytes, *, target: int | None = None, max_pixels: int = MA
     from headstart.shared.data import pixels
 
     info = inspect_image(data, max_pixels, min_side)
-    factor = shrink_factor(info.width, info.height, target)
+    factor = (shrink_factor(max(info.width, info.height), max(info.width, info.height), longest)
+              if longest else shrink_factor(info.width, info.height, target))
     try:
         if info.format == "jpeg":
             pixels.check_jpeg(data, info)

@@ -13,7 +13,7 @@ import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -58,10 +58,10 @@ class ImageRef:
 
 @dataclass
 class Chunk:
-    """Decoded images of consecutive refs: model-size and display-size arrays."""
+    """Decoded images of consecutive refs: model-input and display-size arrays."""
 
     refs: list[ImageRef]
-    model: np.ndarray    # (n, size, size, 3) uint8, what the model sees
+    model: np.ndarray    # (n, size, size, 3) float32: the model's own resize of each decoded image
     display: np.ndarray  # (n, d, d, 3) uint8, what overlays are drawn on
     skipped: list[Skipped]
 
@@ -129,40 +129,66 @@ def resolve_images(images: str, split: str = "test", config: SplitConfig = Split
     return [ImageRef(store.uri, k) for k in keys]
 
 
-def _resize(array: np.ndarray, size: int) -> np.ndarray:
+def _display(array: np.ndarray, size: int) -> np.ndarray:
+    """For pictures only (overlays, thumbnails): never what the model sees."""
     if array.shape[:2] == (size, size):
         return array
     return np.asarray(Image.fromarray(array).resize((size, size), Image.BILINEAR))
 
 
-def _decode(store: Store, ref: ImageRef, sizes: tuple[int, int], min_side: int,
+def _decode(store: Store, ref: ImageRef, model_size: int, display_size: int, resize, min_side: int,
             max_pixels: int) -> tuple[np.ndarray, np.ndarray] | Skipped:
-    array = read_image(store, ref.key, ref.label or "", target=max(sizes), max_pixels=max_pixels,
+    # The model input is exactly the model's resize of decode_image(target=model_size): the
+    # display picture is drawn from the same decode (sides >= model_size), never the reverse.
+    array = read_image(store, ref.key, ref.label or "", target=model_size, max_pixels=max_pixels,
                        min_side=min_side, name=ref.uri)
     if isinstance(array, Skipped):
         return array
-    return _resize(array, sizes[0]), _resize(array, sizes[1])
+    return resize(array), _display(array, display_size)
+
+
+def image_decoder(model_size: int, display_size: int | None = None, *, model: Any = None,
+                  min_side: int = 8, max_pixels: int = MAX_PIXELS
+                  ) -> Callable[[ImageRef], tuple[np.ndarray, np.ndarray] | Skipped]:
+    """``ref -> (model input, display picture) | Skipped``, safe to call from many threads.
+
+    The model input (float32, ``model_size`` square) is ``model``'s own resize layer (the
+    standard one without a model) applied to ``decode_image(bytes, target=model_size)``: what
+    ``model`` computes from that decoded image. The display picture (``uint8``,
+    ``display_size`` square, default ``model_size``) is for overlays and galleries only."""
+    from headstart.shared.data.modelinput import resizer
+
+    resize = resizer(model_size, model)
+    display = display_size or model_size
+    stores: dict[str, Store] = {}
+
+    def decode(ref: ImageRef) -> tuple[np.ndarray, np.ndarray] | Skipped:
+        store = stores.get(ref.root)
+        if store is None:
+            store = stores.setdefault(ref.root, open_store(ref.root))
+        return _decode(store, ref, model_size, display, resize, min_side, max_pixels)
+
+    return decode
 
 
 def iter_chunks(refs: list[ImageRef], model_size: int, display_size: int | None = None,
-                chunk: int = 256, min_side: int = 8, max_pixels: int = MAX_PIXELS) -> Iterator[Chunk]:
-    """Decode ``refs`` in order, ``chunk`` at a time; unusable files come back as skipped.
-    Without ``display_size`` the display arrays are the model-size ones."""
-    stores: dict[str, Store] = {}
+                chunk: int = 256, min_side: int = 8, max_pixels: int = MAX_PIXELS,
+                model: Any = None) -> Iterator[Chunk]:
+    """Decode ``refs`` in order, ``chunk`` at a time (:func:`image_decoder`); unusable files
+    come back as skipped. Without ``display_size`` the display arrays are model-size pictures."""
+    decode = image_decoder(model_size, display_size, model=model, min_side=min_side,
+                           max_pixels=max_pixels)
     display_size = display_size or model_size
     workers = min(16, usable_cpus() * 4)  # I/O-bound on remote stores
     with ThreadPoolExecutor(workers) as pool:
         for start in range(0, len(refs), chunk):
             part = refs[start:start + chunk]
-            for ref in part:
-                stores.setdefault(ref.root, open_store(ref.root))
-            results = list(pool.map(lambda r: _decode(stores[r.root], r, (model_size, display_size),
-                                                      min_side, max_pixels), part))
+            results = list(pool.map(decode, part))
             kept = [(r, res) for r, res in zip(part, results) if not isinstance(res, Skipped)]
             skipped = [res for res in results if isinstance(res, Skipped)]
             for s in skipped:
                 log.warning("skipping %s: %s (%s)", s.key, s.status, s.reason)
-            empty_m = np.zeros((0, model_size, model_size, 3), np.uint8)
+            empty_m = np.zeros((0, model_size, model_size, 3), np.float32)
             empty_d = np.zeros((0, display_size, display_size, 3), np.uint8)
             yield Chunk([r for r, _ in kept],
                         np.stack([m for _, (m, _) in kept]) if kept else empty_m,

@@ -1,21 +1,23 @@
-"""Decode a split's images into a fixed-size ``uint8`` array, in parallel, keeping failures as data.
+"""Decode a split's images into the model's input array, in parallel, keeping failures as data.
 
-Each file is read through the store, sniffed and checked (:mod:`headstart.shared.data.images`), decoded and
-resized to the model's input size, in a ``tf.data`` pipeline (parallel map, prefetch). Unusable files are skipped and returned with their reason,
-so a run lists every skipped image instead of crashing on the first bad one. Large splits go
-to a memory-mapped file so memory stays flat.
+Each file is read through the store and decoded by the one decode path
+(:func:`headstart.shared.data.images.read_image`, shrunk while decoding towards the input
+size), then resized by the model's own resize layer (:mod:`headstart.shared.data.modelinput`):
+the float32 result is exactly what the saved model feeds its backbone for that file, so
+features, scores and probabilities computed from it equal ``model(decoded image)``. Both
+steps run in a ``tf.data`` pipeline (parallel map, prefetch). Unusable files are skipped and
+returned with their reason, so a run lists every skipped image instead of crashing on the
+first bad one. Large splits go to a memory-mapped file so memory stays flat.
 """
 from __future__ import annotations
 
 import csv
 import io
 import logging
-import os
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
-from PIL import Image
 
 from headstart.shared.runtime.cpus import usable_cpus
 from headstart.shared.data.datasets import Item
@@ -33,7 +35,7 @@ class LoadedSplit:
     """Decoded images of one split: ``images[i]`` has label index ``labels[i]``."""
 
     name: str
-    images: np.ndarray          # (n, size, size, 3) uint8
+    images: np.ndarray          # (n, size, size, 3) float32: the model's resize of each decoded image
     labels: np.ndarray          # (n,) int32
     keys: list[str]
     skipped: list[Skipped] = field(default_factory=list)
@@ -42,39 +44,38 @@ class LoadedSplit:
         return len(self.keys)
 
 
-def _decode_one(store: Store, item: Item, size: int, min_side: int,
-                max_pixels: int) -> np.ndarray | Skipped:
-    array = read_image(store, item.key, item.label, target=size, max_pixels=max_pixels,
-                       min_side=min_side)
-    if isinstance(array, Skipped):
-        return array
-    if array.shape[0] != size or array.shape[1] != size:
-        array = np.asarray(Image.fromarray(array).resize((size, size), Image.BILINEAR))
-    return array
 
 
 def _decoded(store: Store, items: list[Item], size: int, min_side: int, max_pixels: int,
-             workers: int) -> Iterator[np.ndarray | Skipped]:
-    """Decode in a ``tf.data`` pipeline: parallel reads + decodes, in order, prefetched.
+             workers: int, model: Any = None) -> Iterator[np.ndarray | Skipped]:
+    """Decode + resize in a ``tf.data`` pipeline: parallel reads and decodes, in order, prefetched.
 
     Pillow and the store's I/O release the GIL, so the pipeline's threads overlap both; a
     failure travels beside its (empty) slot and comes back as a :class:`Skipped` record.
     """
     import tensorflow as tf
 
+    from headstart.shared.data.modelinput import model_resize
+
     failures: dict[int, Skipped] = {}
-    empty = np.zeros((size, size, 3), dtype=np.uint8)
+    empty = np.zeros((1, 1, 3), dtype=np.uint8)
+    layer = model_resize(model, size)
 
     def decode(i: np.int64) -> np.ndarray:
-        result = _decode_one(store, items[int(i)], size, min_side, max_pixels)
+        item = items[int(i)]
+        result = read_image(store, item.key, item.label, target=size, max_pixels=max_pixels,
+                            min_side=min_side)
         if isinstance(result, Skipped):
             failures[int(i)] = result
             return empty
         return result
 
+    def load(i):
+        image = tf.ensure_shape(tf.numpy_function(decode, [i], tf.uint8, stateful=False), [None, None, 3])
+        return layer(tf.cast(image, tf.float32)[None])[0]  # the model's own resize, in float
+
     ds = tf.data.Dataset.range(len(items)).map(
-        lambda i: tf.numpy_function(decode, [i], tf.uint8, stateful=False),
-        num_parallel_calls=workers, deterministic=True).prefetch(tf.data.AUTOTUNE)
+        load, num_parallel_calls=workers, deterministic=True).prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.threading.private_threadpool_size = workers  # I/O-bound on remote stores
     for i, array in enumerate(ds.with_options(options).as_numpy_iterator()):
@@ -83,16 +84,19 @@ def _decoded(store: Store, items: list[Item], size: int, min_side: int, max_pixe
 
 def load_split(store: Store, name: str, items: list[Item], labels: list[str], size: int,
                min_side: int = 8, max_pixels: int = MAX_PIXELS, workers: int | None = None,
-               cache_dir: str | None = None) -> LoadedSplit:
-    """Decode ``items`` into a :class:`LoadedSplit`, skipping unusable files with a reason."""
+               cache_dir: str | None = None, model: Any = None) -> LoadedSplit:
+    """Decode ``items`` into a :class:`LoadedSplit`, skipping unusable files with a reason.
+
+    Images are resized by ``model``'s own resize layer when given (a trained model, whatever
+    its settings), else by the standard one every new model is built with."""
     index = {label: i for i, label in enumerate(labels)}
-    out = allocate((len(items), size, size, 3), np.uint8, cache_dir, "images")
+    out = allocate((len(items), size, size, 3), np.float32, cache_dir, "images")
     kept_labels: list[int] = []
     keys: list[str] = []
     skipped: list[Skipped] = []
     workers = workers or min(16, usable_cpus() * 4)
     progress = Progress(len(items), f"decode {name}", "img", log)
-    for item, result in zip(items, _decoded(store, items, size, min_side, max_pixels, workers)):
+    for item, result in zip(items, _decoded(store, items, size, min_side, max_pixels, workers, model)):
         if isinstance(result, Skipped):
             skipped.append(result)
             log.warning("skipping %s: %s (%s)", item.key, result.status, result.reason)
