@@ -12,7 +12,7 @@ from headstart.shared.model.checkpoints import STATE, CheckpointStore
 from headstart.shared.model.features import ArrayBatches
 from headstart.shared.model.training import PhaseConfig, run_phase
 from headstart.shared.runtime.errors import Interrupted
-from headstart.shared.runtime.runner import STOP
+from headstart.shared.runtime.stop import STOP
 from headstart.shared.storage.store import open_store
 
 RNG = np.random.default_rng(0)
