@@ -82,7 +82,9 @@ def validate_config(config: dict[str, Any], where: str) -> dict[str, dict[str, A
     (over the pipeline defaults). UserError naming every problem otherwise."""
     problems = shared.validate(config)
     if not problems:
-        for section, values in shared.sections(config).items():
+        merged = shared.sections(config)
+        for section in config:  # the pipeline's own defaults need no check
+            values = merged[section]
             try:
                 spec_class(section).model_validate(values)
             except ValidationError as exc:

@@ -40,6 +40,9 @@ class Context:
 def process_entry(entry: UrlEntry, ctx: Context) -> dict:
     """Fetch, check and stage one URL; every per-URL problem becomes the record's status."""
     start = time.monotonic()
+    if entry.problem:  # a malformed row of the list: reported, never fetched
+        return {"index": entry.index, "url": entry.url, "label": entry.label, "status": "bad_row",
+                "error": entry.problem, "attempts": 0, "seconds": 0.0}
     result = fetch(entry.url, ctx.fetch_config)
     record = {"index": entry.index, "url": entry.url, "label": entry.label, "status": result.status,
               "http_code": result.http_code or "", "attempts": result.attempts,
@@ -99,6 +102,8 @@ def run_pipeline(entries: Iterable[UrlEntry], ctx: Context, concurrency: int,
         done, pending = wait(pending, timeout=None if block else 0, return_when=FIRST_COMPLETED)
         for future in done:
             record = future.result()  # a storage error here is a crash, not a per-URL failure
+            if record["status"] == "cancelled":
+                continue  # cut short by a stop request: no record, so a rerun fetches it again
             writer.add(record)
             finished += 1
             progress.update(1, failed=int(record["status"] != "ok"))

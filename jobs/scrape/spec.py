@@ -54,6 +54,9 @@ class ScrapeSpec(SplitSettings, ShardSpec):
     user_agent: str = Field(USER_AGENT, description="User-Agent header sent with every request")
     allow_loopback: list[str] = Field(default_factory=list, description="HOST:PORT loopback "
                                       "endpoints to allow (tests and local demos ONLY)")
+    overwrite: bool = Field(False, description="scrape into an --out that holds files no scrape "
+                            "wrote; files in its train/valid/test folders that the scrape does "
+                            "not place are then deleted")
     checkpoint_every: int = Field(1000, ge=1, description="URLs per progress record (resume unit)")
 
 
