@@ -14,8 +14,8 @@ from headstart.shared.runtime.specs import JobSpec
 class SplitSettings(JobSpec):
     """How the merged dataset is split and judged (shared by scrape and scrape-merge)."""
 
-    valid_fraction: float = Field(0.1, description="validation share per label")
-    test_fraction: float = Field(0.1, description="test share per label")
+    valid_fraction: float = Field(0.1, ge=0, lt=1, description="validation share per label")
+    test_fraction: float = Field(0.1, ge=0, lt=1, description="test share per label")
     seed: int = Field(42, description="seed of the stratified split")
     min_success: float = Field(0.0, ge=0, le=1, description="fail (exit 2, no manifest) when the "
                                "share of URLs yielding a valid image is below this")
@@ -64,8 +64,8 @@ class MergeSpec(JobSpec):
     """Split settings left unset are taken from the shards' recorded spec."""
 
     out: str = Field(description="the --out of the sharded scrape runs")
-    valid_fraction: float | None = Field(None, description="validation share per label")
-    test_fraction: float | None = Field(None, description="test share per label")
+    valid_fraction: float | None = Field(None, ge=0, lt=1, description="validation share per label")
+    test_fraction: float | None = Field(None, ge=0, lt=1, description="test share per label")
     seed: int | None = Field(None, description="seed of the stratified split")
     min_success: float | None = Field(None, ge=0, le=1, description="minimum success rate")
     on_conflict: Literal["first", "drop"] | None = Field(None, description="first | drop")

@@ -32,9 +32,11 @@ class TrainSpec(JobSpec):
     fine_tune_layers: int = Field(0, ge=0, description="unfreeze the top N base layers in a second phase")
     fine_tune_epochs: int = Field(5, ge=1, description="maximum epochs of the fine-tuning phase")
     fine_tune_lr: float = Field(1e-5, gt=0, lt=1, description="learning rate of the fine-tuning phase")
-    # Split defaults are SplitConfig's (one set); the fraction rule is splits.check_fractions.
-    valid_fraction: float = Field(SplitConfig.valid_fraction, description="validation share of a flat dataset")
-    test_fraction: float = Field(SplitConfig.test_fraction, description="test share of a flat dataset")
+    # Split defaults are SplitConfig's (one set); the fraction rule is splits.check_fractions
+    # (the bounds here are that rule per field, for --help and the trigger's schema).
+    valid_fraction: float = Field(SplitConfig.valid_fraction, ge=0, lt=1,
+                                  description="validation share of a flat dataset")
+    test_fraction: float = Field(SplitConfig.test_fraction, ge=0, lt=1, description="test share of a flat dataset")
     seed: int = Field(SplitConfig.seed, description="seed for splits, shuffles and initialisation")
     max_per_label: int | None = Field(SplitConfig.max_per_label, ge=1,
                                       description="use at most this many images per label")
