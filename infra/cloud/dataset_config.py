@@ -91,8 +91,7 @@ def validate_config(config: dict[str, Any], where: str) -> dict[str, dict[str, A
                 # Inputs (positional, required) are the pipeline's to set, not the config's.
                 errors = [e for e in exc.errors() if e["type"] != "missing"]
                 if errors:
-                    problems.append(f"{section}: " + format_validation_error(
-                        ValidationError.from_exception_data(exc.title, errors)))
+                    problems.append(f"{section}: " + format_validation_error(exc, skip={"missing"}))
     if problems:
         raise UserError(f"{where}: " + "; ".join(problems))
     return shared.sections(config)

@@ -2,28 +2,24 @@
 the CloudFormation stack's outputs.
 
 The first three layers come from :class:`CloudSpec` fields (the generic spec machinery); the
-config file is ``$HEADSTART_CONFIG`` or ``~/.config/headstart/cloud.yaml`` with the same keys;
+config file is the one Headstart config file (:mod:`headstart.shared.runtime.configfile`);
 whatever is still missing is read from ``describe_stacks`` of ``--stack`` (one call, only if
 needed).
 """
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field
 
+from headstart.shared.runtime.configfile import read_config
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.runtime.specs import JobSpec
 
 log = logging.getLogger(__name__)
 
-CONFIG_ENV = "HEADSTART_CONFIG"
-DEFAULT_CONFIG = Path("~/.config/headstart/cloud.yaml")
 # setting -> stack output key (template.yaml Outputs).
 OUTPUT_KEYS = {"bucket": "BucketName", "state_machine": "StateMachineArn",
                "gpu_queue": "GpuJobQueueArn", "cpu_queue": "CpuJobQueueArn"}
@@ -126,28 +122,9 @@ def aws_call(what: str, fn: Any, **kwargs: Any) -> Any:
         raise UserError(f"{what} failed: {exc} (configure AWS credentials, or pass --region)") from None
 
 
-def load_config_file(env: dict[str, str] | None = None) -> dict[str, Any]:
-    """The cloud config file's settings ({} when there is none)."""
-    env = dict(os.environ if env is None else env)
-    path = Path(env.get(CONFIG_ENV) or DEFAULT_CONFIG).expanduser()
-    if not path.is_file():
-        if env.get(CONFIG_ENV):
-            raise UserError(f"{CONFIG_ENV} points to a missing file: {str(path)!r}")
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"cloud config {str(path)!r} is not valid YAML: {exc}") from None
-    unknown = sorted(set(data) - {"stack", *SETTINGS}) if isinstance(data, dict) else None
-    if unknown is None or unknown:
-        raise UserError(f"cloud config {str(path)!r} must map settings {['stack', *SETTINGS]} to "
-                        f"values. Received keys: {unknown if unknown else type(data).__name__}")
-    return data
-
-
 def resolve(spec: CloudSpec) -> Cloud:
     """Merge the spec's settings over the config file; stack outputs fill the rest lazily."""
-    config = load_config_file()
+    config = read_config()
     chosen = {name: getattr(spec, name) or config.get(name) for name in SETTINGS}
     default_stack = CloudSpec.model_fields["stack"].default
     stack = spec.stack if spec.stack != default_stack else config.get("stack", spec.stack)

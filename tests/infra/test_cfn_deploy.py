@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore:Tried to parse AWS.*BucketPolic
 
 
 def _moto_ready(template: dict) -> dict:
-    for name, props in resources(template, "AWS::StepFunctions::StateMachine"):
+    for _name, props in resources(template, "AWS::StepFunctions::StateMachine"):
         definition = props.pop("Definition", None)
         text = json.dumps(definition) if definition is not None else _joined(props["DefinitionString"])
         props["DefinitionString"] = {"Fn::Sub": [text, props.pop("DefinitionSubstitutions")]}

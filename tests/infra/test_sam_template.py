@@ -43,7 +43,7 @@ def test_cfn_lint_passes_after_the_sam_transform(tmp_path):
 
 
 def _job_definitions(template):
-    return {name: props for name, props in resources(template, "AWS::Batch::JobDefinition")}
+    return dict(resources(template, "AWS::Batch::JobDefinition"))
 
 
 def test_one_job_definition_per_job_with_gpu_only_where_needed():
