@@ -254,3 +254,20 @@ def test_training_and_explain_loaders_see_phone_photos_upright(tmp_path):
         top, bottom = image[: len(image) // 3], image[-len(image) // 3:]
         assert top[..., 0].mean() > 200 and top[..., 2].mean() < 60
         assert bottom[..., 2].mean() > 200 and bottom[..., 0].mean() < 60
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "TIFF", "WEBP", "BMP"])
+def test_corrupted_bytes_never_raise_anything_but_image_rejected(fmt):
+    """Seeded byte flips in the first 200 bytes (headers, markers): an array or a status."""
+    data = encode(photo(24, 24), fmt, **({"progressive": True} if fmt == "JPEG" else {}))
+    rng = np.random.default_rng(5)
+    for _ in range(150):
+        mutated = bytearray(data)
+        for pos in rng.integers(0, min(len(data), 200), size=int(rng.integers(1, 4))):
+            mutated[pos] = int(rng.integers(0, 256))
+        try:
+            out = decode_image(bytes(mutated), target=int(rng.integers(1, 40)), min_side=1)
+        except ImageRejected as exc:
+            assert exc.status in {"not_image", "decode_error", "too_small", "too_large"}
+        else:
+            assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
