@@ -54,14 +54,15 @@ def _refs(n: int, data: str | None = None):
 def _pipeline(model, refs, size: int, batch: int) -> int:
     """The predict job's loop (decode pool -> forward -> rows, gallery); returns images done."""
     from headstart.jobs.predict.outputs import Predictions
-    from headstart.jobs.predict.workflow import THUMB, image_decoder
+    from headstart.jobs.predict.workflow import THUMB
+    from headstart.shared.data.imagesets import image_decoder
     from headstart.shared.model.calibration import Calibration
     from headstart.shared.model.predict import stream_batches
 
     labels = ["daisy", "dandelion", "rose", "sunflower", "tulip"]
     results = Predictions(labels, Calibration(temperature=1.5), 3, 0.5, 24)
     try:
-        for r, probs, thumbs, skipped in stream_batches(model, refs, image_decoder(size, THUMB, 8), batch):
+        for r, probs, thumbs, skipped in stream_batches(model, refs, image_decoder(size, THUMB, model=model), batch):
             results.add(r, probs, thumbs, skipped)
     finally:
         results.discard()
@@ -122,14 +123,15 @@ def main() -> None:
     if args.rss_child is not None:
         return _rss_child(args.rss_child, "tiny", 32, args.batch, args.data)
     quiet()
-    from headstart.jobs.predict.workflow import THUMB, image_decoder
+    from headstart.jobs.predict.workflow import THUMB
+    from headstart.shared.data.imagesets import image_decoder
     from headstart.shared.model.features import compiled_call
 
     n = args.images or (96 if args.quick else 256)
     rss_n = args.rss_images or (100 if args.quick else 1000)
     model, weights = _model(backbone, size)
     refs, what = _refs(n, args.data)
-    decode = image_decoder(size, THUMB, 8)
+    decode = image_decoder(size, THUMB, model=model)
     images = np.stack([decode(r)[0] for r in refs]).astype(np.float32)  # pre-decoded, in memory
     forward = compiled_call(model)
 

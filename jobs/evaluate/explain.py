@@ -15,6 +15,7 @@ from PIL import Image
 
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.data.loading import LoadedSplit
+from headstart.shared.data.modelinput import to_uint8
 from headstart.shared.storage.manifest import RunOutput
 from headstart.shared.model.trained import TrainedModel
 
@@ -40,7 +41,7 @@ def gradcam_worst(out: RunOutput, trained: TrainedModel, split: LoadedSplit,
     side = max(DISPLAY, images.shape[1])
     heat = upsample(result.heatmaps, side, side)
     for n, w in enumerate(worst):
-        shown = np.asarray(Image.fromarray(images[n]).resize((side, side), Image.BILINEAR))
+        shown = np.asarray(Image.fromarray(to_uint8(images[n])).resize((side, side), Image.Resampling.BILINEAR))
         text = f"true {w['true']}, predicted {w['predicted']} {w['probability']:.2f}"
         out.write_bytes(f"gradcam/{n}.png", overlay_png(shown, heat[n], text))
         w["gradcam"] = f"gradcam/{n}.png"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ from headstart.jobs.evaluate.spec import EvaluateSpec
 from headstart.shared.report import plots
 from headstart.shared.report import html as report
 from headstart.shared.data.images import encode_png
+from headstart.shared.data.modelinput import to_uint8
 from headstart.shared.data.loading import LoadedSplit, skipped_csv
 from headstart.shared.storage.manifest import RunOutput
 from headstart.shared.report.metrics import row_normalize
@@ -50,7 +52,7 @@ def _per_class_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def _report(spec: EvaluateSpec, trained: TrainedModel, summary: dict, figs: dict[str, bytes],
-            worst: list[dict], split: LoadedSplit, extra: list[tuple[str, str]] = ()) -> str:
+            worst: list[dict], split: LoadedSplit, extra: Sequence[tuple[str, str]] = ()) -> str:
     rep = report.Report(f"Evaluation: {trained.meta.get('backbone')} on {spec.dataset}",
                         f"model {spec.model} · split {spec.split} · {summary['n']} images, "
                         f"{len(split.skipped)} skipped")
@@ -74,7 +76,7 @@ def _report(spec: EvaluateSpec, trained: TrainedModel, summary: dict, figs: dict
                 f"before, {cal['ece_after']:.4f} after temperature scaling (T = {cal['temperature']:.3g}, "
                 f"fitted on the {cal['fitted_on']} split at training time).</p>"
                 + report.figure(figs["reliability.png"], "reliability diagram"))
-    tiles = [(encode_png(split.images[w["index"]]),
+    tiles = [(encode_png(to_uint8(split.images[w["index"]])),
               f"{w['key'].rsplit('/', 1)[-1]}: true {w['true']}, predicted {w['predicted']} "
               f"({w['probability']:.2f})", w.get("gradcam")) for w in worst]
     rep.add("Worst misclassifications", report.gallery(tiles) if tiles else "<p>None: every image is right.</p>")
@@ -86,8 +88,9 @@ def _report(spec: EvaluateSpec, trained: TrainedModel, summary: dict, figs: dict
     return rep.render()
 
 
-def write_outputs(spec: EvaluateSpec, out: RunOutput, trained: TrainedModel, split: LoadedSplit,
+def write_outputs(*, spec: EvaluateSpec, out: RunOutput, trained: TrainedModel, split: LoadedSplit,
                   probs: np.ndarray, summary: dict) -> None:
+    """Figures, metrics, predictions, skip list, spec and report; manifest last."""
     labels = trained.labels
     matrix = np.asarray(summary["confusion_matrix"])
     figs = {"confusion_matrix.png": plots.confusion_matrix(matrix, labels, normalized=False),
@@ -104,7 +107,7 @@ def write_outputs(spec: EvaluateSpec, out: RunOutput, trained: TrainedModel, spl
         out.write_bytes(name, png)
     if worst:
         out.write_bytes("worst_misclassified.png", plots.image_grid(
-            [split.images[w["index"]] for w in worst],
+            [to_uint8(split.images[w["index"]]) for w in worst],
             [f"{w['true']} → {w['predicted']} {w['probability']:.2f}" for w in worst]))
     out.write_json("confusion_matrix.json", {"labels": labels, "counts": matrix.tolist(),
                                              "normalized": row_normalize(matrix).round(6).tolist()})
@@ -112,7 +115,7 @@ def write_outputs(spec: EvaluateSpec, out: RunOutput, trained: TrainedModel, spl
     out.write_json("worst_misclassified.json", worst)
     out.write_text("per_class.csv", _per_class_csv(summary["per_class"]))
     out.write_text("predictions.csv", _predictions_csv(split, probs, labels, trained.calibration))
-    out.write_text("skipped.csv", skipped_csv([split]))
+    out.write_text("skipped.csv", skipped_csv({split.name: split.skipped}))
     out.write_text("spec.yaml", spec.to_yaml())
     out.write_text("report.html", _report(spec, trained, summary, figs, worst, split, extra))
     out.publish(accuracy=summary["accuracy"], n=summary["n"], split=spec.split)

@@ -63,7 +63,7 @@ def gradcam(spec: GradcamSpec) -> None:
     from headstart.shared.explain.faithfulness import faithfulness, model_predictor
     from headstart.shared.explain.gradcam import make_cam
     from headstart.shared.data.imagesets import iter_chunks, resolve_images
-    from headstart.shared.runtime.runner import STOP
+    from headstart.shared.runtime.stop import STOP
     from headstart.shared.data.sharding import select
     from headstart.shared.model.trained import load_trained
 
@@ -81,7 +81,7 @@ def gradcam(spec: GradcamSpec) -> None:
     predict = model_predictor(trained.model, spec.batch_size) if spec.faithfulness else None
     collector = Collector(spec, trained, graph.layer_name)
     display = max(spec.overlay_size, 16)
-    for chunk in iter_chunks(refs, trained.image_size, display, CHUNK, spec.min_side):
+    for chunk in iter_chunks(refs, trained.image_size, display, CHUNK, spec.min_side, model=trained.model):
         STOP.check()
         collector.skip(chunk.skipped)
         if not chunk.refs:

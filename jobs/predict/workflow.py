@@ -13,7 +13,7 @@ import time
 from headstart.jobs.predict.spec import PredictSpec
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.storage.manifest import RunOutput
-from headstart.shared.storage.store import Store, open_store
+from headstart.shared.storage.store import open_store
 
 log = logging.getLogger("headstart.predict")
 
@@ -31,26 +31,10 @@ def _output(spec: PredictSpec) -> tuple[RunOutput, int, int]:
     return out, index, count
 
 
-def image_decoder(size: int, thumb: int, min_side: int):
-    """``ref -> (model-size array, thumbnail) | Skipped``: the loaders' decode and resize, so
-    the model sees what evaluate feeds it."""
-    from headstart.shared.data.images import MAX_PIXELS
-    from headstart.shared.data.imagesets import _decode
-
-    stores: dict[str, Store] = {}
-
-    def decode(ref):
-        store = stores.get(ref.root)
-        if store is None:
-            store = stores.setdefault(ref.root, open_store(ref.root))
-        return _decode(store, ref, (size, thumb), min_side, MAX_PIXELS)
-    return decode
-
-
 def predict(spec: PredictSpec) -> None:
     """Run the predict job described by ``spec``."""
     from headstart.jobs.predict.outputs import Predictions
-    from headstart.shared.data.imagesets import resolve_images
+    from headstart.shared.data.imagesets import image_decoder, resolve_images
     from headstart.shared.data.sharding import select
     from headstart.shared.model.calibration import Calibration
     from headstart.shared.model.predict import stream_batches
@@ -71,7 +55,7 @@ def predict(spec: PredictSpec) -> None:
     progress = Progress(len(refs), "predict", "img", log)
     t0 = time.monotonic()
     try:
-        decode = image_decoder(trained.image_size, THUMB, spec.min_side)
+        decode = image_decoder(trained.image_size, THUMB, model=trained.model, min_side=spec.min_side)
         for batch_refs, probs, thumbs, skipped in stream_batches(
                 trained.model, refs, decode, spec.batch_size, spec.tta, spec.workers):
             for s in skipped:

@@ -9,19 +9,18 @@ import tempfile
 import time
 
 
-from headstart.jobs.train.spec import TrainSpec
-from headstart.shared.data.datasets import DatasetIndex
+from headstart.jobs.train.run import TrainRun
 from headstart.shared.data.loading import LoadedSplit, skipped_csv
-from headstart.shared.storage.manifest import RunOutput
 from headstart.shared.report.metrics import summarize
 from headstart.shared.model.classifier import BACKBONE_LAYER, Classifier
 from headstart.shared.report.plots import training_curves
 from headstart.shared.model.predict import predict_arrays
 from headstart.shared.model.recipe import RecipeResult
+from headstart.shared.model.trained import (CURVES_FILE, HISTORY_FILE, LABELS_FILE, METRICS_FILE,
+                                            MODEL_FILE, SKIPPED_FILE, SPEC_FILE, SPLITS_FILE)
 
 log = logging.getLogger("headstart.train")
 
-MODEL_FILE = "model.keras"
 
 
 def _model_bytes(clf: Classifier) -> bytes:
@@ -51,7 +50,8 @@ def split_metrics(clf: Classifier, splits: dict[str, LoadedSplit], result: Recip
         if name == "train" and name not in result.features:
             continue  # a whole extra forward pass over train is not worth it on the slow path
         if name in result.features:
-            probs = predict_arrays(clf.head, result.features[name], batch_size, f"score {name}")
+            probs = predict_arrays(result.scorer or clf.head, result.features[name], batch_size,
+                                   f"score {name}")
         else:
             probs = predict_arrays(clf.model, split.images, batch_size, f"score {name}")
         if probs_out is not None:
@@ -79,23 +79,24 @@ def _calibrate(out: RunOutput, metrics_doc: dict, splits: dict[str, LoadedSplit]
         "temperature", "fitted_on", "n", "ece_before", "ece_after", "nll_before", "nll_after")}
 
 
-def write_outputs(spec: TrainSpec, out: RunOutput, clf: Classifier, index: DatasetIndex,
-                  splits: dict[str, LoadedSplit], result: RecipeResult, timing: dict, fp: str) -> None:
+def write_outputs(run: TrainRun, clf: Classifier, result: RecipeResult) -> None:
     """Model, labels, history, curves, metrics, spec and skip list; manifest last."""
     from headstart.shared.model.backbones import get_info
+
+    spec, out, index, splits = run.spec, run.out, run.index, run.splits
 
     info = get_info(spec.backbone)
     split_probs: dict = {}
     metrics = split_metrics(clf, splits, result, index.labels, spec.batch_size, split_probs)
     head = result.phases.get("head")
     n_train = len(splits["train"])
-    seconds = time.monotonic() - timing["start"]
+    seconds = time.monotonic() - run.started
     metrics_doc = {
         "splits": metrics,
         "best_epoch": {k: p.best_epoch for k, p in result.phases.items()},
         "stopped_early": {k: p.stopped_early for k, p in result.phases.items()},
         "path": "fast" if spec.fast_path else "slow",
-        "timing": {"decode_s": timing["decode_s"], "features_s": result.timing.get("features_s", 0.0),
+        "timing": {"decode_s": run.decode_s, "features_s": result.timing.get("features_s", 0.0),
                    **{f"{k}_s": p.seconds for k, p in result.phases.items()}, "total_s": seconds},
         "head_images_per_s": head.images_per_second if head else None,
         "counts": {name: len(s) for name, s in splits.items()},
@@ -106,14 +107,14 @@ def write_outputs(spec: TrainSpec, out: RunOutput, clf: Classifier, index: Datas
                   "input": "RGB uint8 or float 0-255, any size (resized inside the model)"}
     _calibrate(out, metrics_doc, splits, split_probs)
     out.write_bytes(MODEL_FILE, _model_bytes(clf))
-    out.write_json("labels.json", labels_doc)
-    out.write_json("history.json", {"history": result.history, "phase_starts": result.phase_starts})
-    out.write_bytes("training_curves.png", training_curves(result.history, result.phase_starts))
-    out.write_json("metrics.json", metrics_doc)
-    out.write_text("spec.yaml", spec.to_yaml())
-    out.write_text("skipped.csv", skipped_csv(splits.values()))
-    out.write_text("splits.csv", splits_csv(splits, index.labels))
-    out.publish(fingerprint=fp, labels=index.labels, layout=index.layout,
+    out.write_json(LABELS_FILE, labels_doc)
+    out.write_json(HISTORY_FILE, {"history": result.history, "phase_starts": result.phase_starts})
+    out.write_bytes(CURVES_FILE, training_curves(result.history, result.phase_starts))
+    out.write_json(METRICS_FILE, metrics_doc)
+    out.write_text(SPEC_FILE, spec.to_yaml())
+    out.write_text(SKIPPED_FILE, skipped_csv({name: s.skipped for name, s in splits.items()}))
+    out.write_text(SPLITS_FILE, splits_csv(splits, index.labels))
+    out.publish(fingerprint=run.fingerprint, labels=index.labels, layout=index.layout,
                 metrics={k: v["accuracy"] for k, v in metrics.items()})
     summary = ", ".join(f"{k} acc={v['accuracy']:.3f}" for k, v in metrics.items())
     log.info("trained %s on %d images in %.1fs: %s -> %s", spec.backbone, n_train, seconds,

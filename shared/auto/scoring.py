@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Callable
 
 import numpy as np
@@ -68,7 +69,7 @@ def parse_candidate(text: str) -> Candidate:
     return Candidate(info.name, resolve_size(info, size), check_weights_arg(weights))
 
 
-def parse_candidates(items: list[str] | None, extra: list[Candidate] = ()) -> list[Candidate]:
+def parse_candidates(items: list[str] | None, extra: Sequence[Candidate] = ()) -> list[Candidate]:
     """Parsed candidates (``extra`` first, then ``items`` or the defaults), cheapest first;
     a backbone@size given twice keeps its first weights."""
     seen: dict[str, Candidate] = {}
@@ -81,7 +82,7 @@ def parse_candidates(items: list[str] | None, extra: list[Candidate] = ()) -> li
 class ScoringData:
     """A seeded per-label subsample, decoded once at the largest candidate size."""
 
-    images: np.ndarray       # (n, s, s, 3) uint8
+    images: np.ndarray       # (n, s, s, 3) float32, as load_split gives them
     labels: np.ndarray       # (n,) int
     n_classes: int
     seed: int = 1337
@@ -115,13 +116,14 @@ Scorer = Callable[[Candidate, ScoringData], Score]
 
 
 def resize_all(images: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear (antialiased) resize of uint8 squares, as decoding at that size would."""
-    if images.shape[1] == size:
+    """The models' own resize layer (modelinput.resize_layer) on the squares, in batches."""
+    if images.shape[1] == size or len(images) == 0:
         return images
-    from PIL import Image
+    from headstart.shared.data.modelinput import resize_layer
 
-    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR))
-                     for im in images])
+    layer = resize_layer(size)
+    return np.concatenate([np.asarray(layer(np.asarray(images[i:i + 256], np.float32)))
+                           for i in range(0, len(images), 256)])
 
 
 def score_candidate(cand: Candidate, data: ScoringData) -> Score:
@@ -215,7 +217,7 @@ def _estimate(cand: Candidate, done: list[Score], n_images: int) -> float | None
 def search(candidates: list[Candidate], data: ScoringData, budget_s: float,
            scorer: Scorer = score_candidate, clock: Callable[[], float] = time.monotonic) -> list[Score]:
     """Score ``candidates`` in order within ``budget_s`` seconds; only the best keeps its maps."""
-    start, scores = clock(), []
+    start, scores = clock(), list[Score]()
     best: Score | None = None
     for cand in candidates:
         left = budget_s - (clock() - start)
