@@ -67,13 +67,13 @@ def _splits(spec: ExportSpec, trained):
         raise UserError(f"dataset {dataset!r} has no test or valid split for the parity check")
     store = open_store(dataset)
     test = load_split(store, name, _evenly(index.splits[name], spec.parity_images), trained.labels,
-                      trained.image_size, spec.min_side)
+                      trained.image_size, spec.min_side, model=trained.model)
     if len(test) == 0:
         raise UserError(f"no usable images in the {name} split of {dataset!r}")
     rep = None
     if spec.quantize == "int8":
         train = load_split(store, "train", _evenly(index.splits["train"], spec.representative),
-                           trained.labels, trained.image_size, spec.min_side)
+                           trained.labels, trained.image_size, spec.min_side, model=trained.model)
         rep = train.images
     return test, rep
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from headstart.shared.data.images import encode_png
 from headstart.shared.data.imagesets import ImageRef
-from headstart.shared.data.loading import Skipped
+from headstart.shared.data.images import Skipped
 from headstart.shared.data.loading import skipped_csv as shared_skipped_csv
 from headstart.shared.report import html as report
 from headstart.shared.storage.manifest import RunOutput
