@@ -15,6 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExe
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from headstart.jobs.scrape.budget import PixelBudget, declared_pixels
 from headstart.jobs.scrape.records import RecordWriter, object_key
 from headstart.shared.net.fetch import FetchConfig, fetch
 from headstart.shared.data.imageprep import PrepOptions, Prepared, prepare_image
@@ -35,6 +36,7 @@ class Context:
     fetch_config: FetchConfig
     prep: PrepOptions
     prepare: Callable[[bytes], Prepared]
+    budget: PixelBudget | None = None  # decodes wait for pixels (None: unbounded)
 
 
 def process_entry(entry: UrlEntry, ctx: Context) -> dict:
@@ -49,7 +51,11 @@ def process_entry(entry: UrlEntry, ctx: Context) -> dict:
               "final_url": result.final_url if result.final_url != entry.url else "",
               "error": result.error, "bytes": len(result.data) if result.data else ""}
     if result.status == "ok":
-        prepared = ctx.prepare(result.data)
+        if ctx.budget is None:
+            prepared = ctx.prepare(result.data)
+        else:
+            with ctx.budget.hold(declared_pixels(result.data, ctx.prep.max_pixels)):
+                prepared = ctx.prepare(result.data)
         result.data = None  # the download can go before the (slow) store write
         record.update(status=prepared.status, error=prepared.error, sha=prepared.sha,
                       format=prepared.format, width=prepared.width or "", height=prepared.height or "")

@@ -46,6 +46,10 @@ class ScrapeSpec(SplitSettings, ShardSpec):
     max_bytes: int = Field(16 * 2**20, ge=1024, description="largest download in bytes")
     max_pixels: int = Field(PrepOptions.max_pixels, ge=1, description="refuse images with more "
                             "pixels, checked before decoding (decompression bombs)")
+    decode_budget_mpx: float = Field(64.0, gt=0, le=10_000, description="megapixels decoded at "
+                                     "once across all downloads: bounds decode memory (measured "
+                                     "~20 bytes per pixel at peak, so 64 -> ~1.3 GB; an image "
+                                     "above it decodes alone)")
     min_side: int = Field(PrepOptions.min_side, ge=1, description="refuse images whose shorter side is smaller")
     resize: int | None = Field(None, ge=8, le=16384, description="shrink so the longest side is "
                                "at most this many pixels (keeps the ratio; implies JPEG)")

@@ -10,6 +10,7 @@ import logging
 from typing import Iterator
 
 from headstart.jobs.scrape import records
+from headstart.jobs.scrape.budget import PixelBudget
 from headstart.jobs.scrape.merge import REPORT, SUMMARY, finalize
 from headstart.jobs.scrape.pipeline import Context, decode_pool, make_prepare, run_pipeline
 from headstart.jobs.scrape.spec import ScrapeSpec, SplitSettings
@@ -73,7 +74,8 @@ def _fetch_shard(spec: ScrapeSpec, store: Store, shard: tuple[int, int]) -> None
         retries=spec.retries, backoff=spec.backoff, user_agent=spec.user_agent,
         allow=AllowList.parse(spec.allow_loopback), cancelled=lambda: STOP.requested),
         PrepOptions.from_spec(spec),
-        prepare=lambda data: None)  # replaced below once the pool exists
+        prepare=lambda data: None,  # replaced below once the pool exists
+        budget=PixelBudget(int(spec.decode_budget_mpx * 1e6)))
     writer = records.RecordWriter(store, folder, spec.checkpoint_every)
     progress = Progress(mine - already, f"scrape {shard[0]}/{shard[1]}", unit="url")
     pool = decode_pool(spec.decode_workers)

@@ -1,6 +1,8 @@
 """Parameters of the train job."""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator, model_validator
 
 from headstart.shared.data.datasets import SplitConfig
@@ -28,6 +30,9 @@ class TrainSpec(JobSpec):
     pooled_cache: bool = Field(True, description="fast path: cache pooled statistics instead of spatial "
                                "maps (dropout before pooling applied as its moment-matched noise); "
                                "false trains the reference Dropout->GAP head on spatial maps exactly")
+    accelerate: Literal["auto", "on", "off"] = Field(
+        "auto", description="mixed precision + XLA for the frozen backbone pass: auto = on when a "
+                            "GPU is visible, on = force (also on CPU, where it is slower), off = never")
     augment_views: int = Field(0, ge=0, le=32, description="augmented views cached per training image")
     fine_tune_layers: int = Field(0, ge=0, description="unfreeze the top N base layers in a second phase")
     fine_tune_epochs: int = Field(5, ge=1, description="maximum epochs of the fine-tuning phase")

@@ -74,6 +74,8 @@ def inspect_image(data: bytes, max_pixels: int = MAX_PIXELS, min_side: int = MIN
         raise ImageRejected("too_large", f"decompression bomb refused: {exc}") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise ImageRejected("decode_error", f"unreadable {fmt} header: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - header parsers of hostile bytes raise all sorts
+        raise ImageRejected("decode_error", f"unreadable {fmt} header: {type(exc).__name__}: {exc}") from None
     if width * height > max_pixels:
         raise ImageRejected("too_large", f"{width}x{height} = {width * height} pixels exceeds the "
                                          f"limit of {max_pixels} (decompression bomb guard)")

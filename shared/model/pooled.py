@@ -61,12 +61,12 @@ def pooled_parts(head: keras.Model):
     return rate, layers[1:]
 
 
-def stats_extractor(clf: Classifier) -> keras.Model:
-    """images -> ``(2, c)`` float32 [per-channel mean, mean of squares] of the base's maps."""
-    maps = clf.extractor.output
+def stats_extractor(extractor: keras.Model) -> keras.Model:
+    """images -> ``(2, c)`` float32 [per-channel mean, mean of squares] of ``extractor``'s maps."""
+    maps = extractor.output
     mean = keras.ops.mean(maps, axis=(1, 2))
     sq = keras.ops.mean(keras.ops.square(maps), axis=(1, 2))
-    return keras.Model(clf.extractor.input, keras.ops.stack([mean, sq], axis=1), name="pooled_stats")
+    return keras.Model(extractor.input, keras.ops.stack([mean, sq], axis=1), name="pooled_stats")
 
 
 def pooled_head(clf: Classifier, seed: int) -> keras.Model | None:

@@ -18,7 +18,6 @@ entry with ``problem`` set, which the scrape records as ``bad_row``.
 from __future__ import annotations
 
 import csv
-import io
 import logging
 import re
 from contextlib import ExitStack, contextmanager

@@ -367,3 +367,25 @@ def test_submit_predict_shards_as_an_array_then_a_merge_on_the_cpu_queue(stack, 
                                      "out": f"s3://{BUCKET}/runs/r1/predict"}
     assert merge["jobQueue"] == arns["CpuJobQueueArn"] and merge["dependsOn"] == [{"jobId": ids[0]}]
     assert merge["jobDefinition"].split("/")[-1].startswith("headstart-predict-merge")
+
+
+def test_status_names_the_digest_of_an_immutable_ecr_tag():
+    import boto3
+    from moto import mock_aws
+
+    from headstart.infra.cloud.settings import Cloud
+    from headstart.infra.cloud.status import image_with_digest
+
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                           "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                                      "size": 1, "digest": "sha256:" + "1" * 64}, "layers": []})
+    with mock_aws():
+        ecr = boto3.client("ecr", region_name=REGION)
+        uri = ecr.create_repository(repositoryName="headstart-headstart")["repository"]["repositoryUri"]
+        digest = ecr.put_image(repositoryName="headstart-headstart", imageManifest=manifest,
+                               imageTag="abc123")["image"]["imageId"]["imageDigest"]
+        cloud = Cloud("headstart", REGION)
+        assert image_with_digest(cloud, f"{uri}:abc123") == f"{uri}:abc123 ({digest})"
+        assert image_with_digest(cloud, f"{uri}:gone") == f"{uri}:gone"  # unknown tag: as given
+        assert image_with_digest(cloud, f"{uri}@{digest}") == f"{uri}@{digest}"
+        assert image_with_digest(cloud, "headstart:test") == "headstart:test"

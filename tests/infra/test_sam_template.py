@@ -232,7 +232,8 @@ def test_queues_cancel_jobs_no_instance_can_take_and_gpu_uses_al2023():
         assert limit["MaxTimeSeconds"] == {"Ref": "RunnableTimeoutSeconds"} and limit["Reason"].startswith("headstart:")
     images = {name: ce["ComputeResources"]["Ec2Configuration"][0]["ImageType"]
               for name, ce in resources(template, "AWS::Batch::ComputeEnvironment")}
-    assert images == {"GpuComputeEnvironment": "ECS_AL2023_NVIDIA", "GpuOnDemandComputeEnvironment": "ECS_AL2023_NVIDIA",
+    assert images == {"GpuComputeEnvironment": "ECS_AL2023_NVIDIA",
+                      "GpuOnDemandComputeEnvironment": "ECS_AL2023_NVIDIA",
                       "CpuComputeEnvironment": "ECS_AL2023"}
 
 

@@ -67,7 +67,7 @@ def test_stats_extractor_outputs_mean_and_mean_of_squares():
     clf = _clf(_head())
     images = np.random.default_rng(3).random((2, 8, 8, 3)).astype("float32") * 255
     maps = np.asarray(clf.extractor(images))
-    np.testing.assert_allclose(np.asarray(stats_extractor(clf)(images)), _stats(maps), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(stats_extractor(clf.extractor)(images)), _stats(maps), rtol=1e-5, atol=1e-4)
 
 
 def test_heads_not_starting_with_pooling_keep_the_spatial_cache():
