@@ -20,6 +20,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# Style and likely bugs (ruff), then types (mypy); settings in pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m mypy
+
 bench-quick: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b --quick || exit 1; done
 

@@ -41,7 +41,7 @@ def gradcam_worst(out: RunOutput, trained: TrainedModel, split: LoadedSplit,
     side = max(DISPLAY, images.shape[1])
     heat = upsample(result.heatmaps, side, side)
     for n, w in enumerate(worst):
-        shown = np.asarray(Image.fromarray(to_uint8(images[n])).resize((side, side), Image.BILINEAR))
+        shown = np.asarray(Image.fromarray(to_uint8(images[n])).resize((side, side), Image.Resampling.BILINEAR))
         text = f"true {w['true']}, predicted {w['predicted']} {w['probability']:.2f}"
         out.write_bytes(f"gradcam/{n}.png", overlay_png(shown, heat[n], text))
         w["gradcam"] = f"gradcam/{n}.png"

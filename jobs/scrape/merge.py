@@ -89,6 +89,20 @@ def _final_status(row: dict, images: dict[str, Image], on_conflict: str) -> tupl
     return "conflict", f"same bytes as URL #{image.index} labelled {image.label!r}"
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_TEXT_FIELDS = ("url", "label", "final_url", "error", "path")
+
+
+def spreadsheet_safe(row: dict) -> dict:
+    """Prefix text cells a spreadsheet would run as a formula (``=HYPERLINK(...)`` in a URL
+    list) with ``'``, so opening the report cannot execute anything."""
+    for key in _TEXT_FIELDS:
+        value = row.get(key)
+        if isinstance(value, str) and value.startswith(_FORMULA_START):
+            row[key] = "'" + value
+    return row
+
+
 def image_path(split: str, label: str, sha: str, ext: str) -> str:
     return f"{split}/{label}/{sha[:32]}.{ext}"
 
@@ -111,7 +125,7 @@ def _write_report(store: Store, parts: list[str], images: dict[str, Image], plan
                     row["split"] = plan[row["sha"]]
                     row["path"] = image_path(row["split"], image.label, row["sha"], image.ext)
                 per_label[row["label"]][status] += 1
-                writer.writerow(row)
+                writer.writerow(spreadsheet_safe(row))
         for chunk in _chunks(path):
             digest.update(chunk)
             size += len(chunk)
@@ -128,7 +142,7 @@ def _chunks(path: Path):
 
 def _summary(per_label: dict[str, Counter], plan: dict[str, str], images: dict[str, Image],
              settings: SplitSettings, shard_count: int) -> dict:
-    totals = Counter()
+    totals: Counter[str] = Counter()
     for counts in per_label.values():
         totals.update(counts)
     total = sum(totals.values())
@@ -136,16 +150,18 @@ def _summary(per_label: dict[str, Counter], plan: dict[str, str], images: dict[s
     splits_per_label: dict[str, Counter] = defaultdict(Counter)
     for sha, split in plan.items():
         splits_per_label[images[sha].label][split] += 1
+    # Malformed rows (bad_row) have no trustworthy label: counted in by_status, not as a label.
+    labelled = {label: c for label, c in per_label.items() if label}
     labels = {label: {"urls": sum(c.values()), **dict(sorted(c.items())),
                       "images": dict(splits_per_label.get(label, {}))}
-              for label, c in sorted(per_label.items())}
+              for label, c in sorted(labelled.items())}
     return {"urls": total, "images": len(plan), "success_rate": round(success / total, 4) if total else 0.0,
             "by_status": dict(sorted(totals.items())), "labels": labels,
-            "empty_labels": [lb for lb, c in sorted(per_label.items()) if not c["ok"]],
+            "empty_labels": [lb for lb, c in sorted(labelled.items()) if not c["ok"]],
             "shards": shard_count, "settings": settings.dump()}
 
 
-def finalize(store: Store, settings: SplitSettings, shard_count: int) -> dict:
+def finalize(store: Store, settings: SplitSettings, shard_count: int, overwrite: bool = False) -> dict:
     """Build report, summary, dataset and manifest from the records of every shard."""
     out = RunOutput(store, "scrape")
     out.unpublish()
@@ -169,7 +185,8 @@ def finalize(store: Store, settings: SplitSettings, shard_count: int) -> dict:
         raise UserError(f"success rate {summary['success_rate']:.3f} is below --min-success "
                         f"{settings.min_success}; see {store.uri}/{REPORT} for why URLs failed")
     targets = {image_path(split, images[sha].label, sha, images[sha].ext): sha for sha, split in plan.items()}
-    place_images(store, {path: records.object_key(sha, images[sha].ext) for path, sha in targets.items()})
+    place_images(store, {path: records.object_key(sha, images[sha].ext) for path, sha in targets.items()},
+                 overwrite=overwrite)
     for path, sha in targets.items():
         out.record(path, images[sha].stored_bytes, images[sha].stored_sha256)
     return out.publish(layout="imagenet", images=len(plan), urls=summary["urls"],

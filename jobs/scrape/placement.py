@@ -3,6 +3,10 @@
 Idempotent: an image already in place is left alone, one placed by an earlier merge under
 another split is moved, and files of an earlier merge that the new plan does not hold are
 deleted, so a re-merge (new seed, new fractions, more shards' records) converges.
+
+Only files a merge of this output placed are ever moved or deleted: their paths are kept in
+``_scrape/placed.txt`` (written *before* anything moves, so a crash mid-way still knows them).
+Anything else in the split folders is the user's and is left alone (unless ``overwrite``).
 """
 from __future__ import annotations
 
@@ -24,9 +28,32 @@ def _move(store: Store, src: str, dst: str) -> None:
     store.move(src, dst)
 
 
-def place_images(store: Store, targets: dict[str, str]) -> None:
-    """``targets``: dataset path -> staged key. Afterwards the split folders hold exactly them."""
+PLACED = f"{ROOT}/placed.txt"
+
+
+def read_placed(store: Store) -> set[str]:
+    """Dataset paths an earlier merge of this output placed (empty when none did)."""
+    if not store.exists(PLACED):
+        return set()
+    return {line for line in store.read_text(PLACED).splitlines() if line}
+
+
+def _write_placed(store: Store, paths) -> None:
+    store.write_text(PLACED, "".join(f"{p}\n" for p in sorted(paths)))
+
+
+def place_images(store: Store, targets: dict[str, str], overwrite: bool = False) -> None:
+    """``targets``: dataset path -> staged key. Afterwards the split folders hold them, and no
+    longer hold what earlier merges placed there; other files stay unless ``overwrite``."""
+    placed = read_placed(store)
     existing = {key for split in SPLITS for key in store.list(split)}
+    mine = existing if overwrite else existing & placed
+    foreign = sorted(existing - mine - set(targets))
+    if foreign:
+        log.warning("left %d files in the dataset folders that no scrape wrote (e.g. %s); "
+                    "training on this folder will include them", len(foreign), ", ".join(foreign[:3]))
+    _write_placed(store, placed | set(targets))  # before anything moves: a crash keeps them known
+    existing = mine | (existing & set(targets))
     by_name = {key.rsplit("/", 1)[-1]: key for key in existing if key not in targets}
     moves = []
     for path, staged in sorted(targets.items()):
@@ -38,4 +65,5 @@ def place_images(store: Store, targets: dict[str, str]) -> None:
         list(pool.map(lambda m: _move(store, *m), moves))
         list(pool.map(store.delete, stale))
         list(pool.map(store.delete, list(store.list(f"{ROOT}/objects"))))
+    _write_placed(store, targets)
     log.info("placed %d images (%d moved, %d stale removed)", len(targets), len(moves), len(stale))

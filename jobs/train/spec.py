@@ -97,6 +97,6 @@ class TrainSpec(JobSpec):
             raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
-    def _fractions(self) -> "TrainSpec":
+    def _fractions(self) -> TrainSpec:
         check_fractions(self.valid_fraction, self.test_fraction)
         return self

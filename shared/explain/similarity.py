@@ -137,7 +137,7 @@ def scan(embeddings: np.ndarray, k: int = 5, duplicate_threshold: float = 0.98,
         r, c, v = r[upper], c[upper], v[upper]
         d = v >= duplicate_threshold
         dups.add(r[d], c[d], v[d])
-        if leak is not None:
+        if leak is not None and groups is not None:
             x = (v >= leakage_threshold) & (groups[r] != groups[c])
             leak.add(r[x], c[x], v[x])
         del sims

@@ -50,7 +50,7 @@ def extract_features(extractor: keras.Model, images: np.ndarray, batch_size: int
         batch = np.asarray(images[start:start + batch_size], dtype=np.float32)
         for v in range(views):
             STOP.check()  # nothing to checkpoint yet: leave promptly on SIGTERM
-            x = batch if v == 0 else np.asarray(augment(batch, training=True))
+            x = batch if v == 0 or augment is None else np.asarray(augment(batch, training=True))
             if jit and len(x) < batch_size:  # one compiled shape: pad, then drop the padding
                 x = np.concatenate([x, np.zeros((batch_size - len(x), *x.shape[1:]), x.dtype)])
             out = np.asarray(predict(x), dtype=np.float16)[:len(batch)]

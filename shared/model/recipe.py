@@ -125,7 +125,7 @@ def unfreeze_top(backbone: keras.Model, n_layers: int) -> int:
     """Make the top ``n_layers`` weight-bearing layers trainable; BatchNorm stays frozen."""
     backbone.trainable = True
     weighted = [layer for layer in backbone.layers if layer.weights]
-    top = set(id(layer) for layer in weighted[-n_layers:]) if n_layers else set()
+    top = {id(layer) for layer in weighted[-n_layers:]} if n_layers else set()
     count = 0
     for layer in backbone.layers:
         trainable = id(layer) in top and not isinstance(layer, keras.layers.BatchNormalization)

@@ -37,7 +37,8 @@ def test_tflite(trained_run: str, tmp_path: Path, quantize: str) -> None:
     assert doc["top1_agreement"] >= doc["target_agreement"] and doc["meets_target"]
     assert doc["max_abs_dp"] < (1e-5 if quantize == "none" else 0.05)
     assert doc["size_bytes"] == (folder / "model.tflite").stat().st_size and doc["ms_per_image"] > 0
-    assert {"model.tflite", "parity.json", "labels.json"} <= set(json.loads((folder / "manifest.json").read_text())["files"])
+    published = json.loads((folder / "manifest.json").read_text())["files"]
+    assert {"model.tflite", "parity.json", "labels.json"} <= set(published)
     # The exported model takes any image size, like model.keras (32px is its native size).
     interp = tf.lite.Interpreter(model_path=str(folder / "model.tflite"))
     inp = interp.get_input_details()[0]
