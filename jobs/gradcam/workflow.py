@@ -56,7 +56,7 @@ def _output(spec: GradcamSpec) -> tuple[RunOutput, int, int]:
     return out, index, count
 
 
-def gradcam(spec: GradcamSpec) -> None:
+def gradcam(spec: GradcamSpec):
     """Run the gradcam job described by ``spec``."""
     from headstart.jobs.gradcam.outputs import Collector
     from headstart.shared.explain.camgraph import build_cam_graph
@@ -67,6 +67,9 @@ def gradcam(spec: GradcamSpec) -> None:
     from headstart.shared.data.sharding import select
     from headstart.shared.model.trained import load_trained
 
+    from headstart.shared.runtime import preflight
+
+    preflight.check_output(spec.out)  # before the model loads and any image is decoded
     out, shard, count = _output(spec)
     trained = load_trained(spec.model)
     targets_for = target_resolver(spec.target, trained.labels)
@@ -91,10 +94,11 @@ def gradcam(spec: GradcamSpec) -> None:
         if predict is not None:
             base = result.probs[np.arange(len(result)), result.targets]
             faith = faithfulness(predict, chunk.model, result.heatmaps, result.targets, base,
-                                 spec.mask_fraction, spec.seed + collector.count)
+                                 spec.mask_fraction, spec.seed + collector.count,
+                                 spec.faithfulness_steps, spec.random_maps)
         collector.add(chunk, result, faith)
         collector.flush(out)  # overlays go out per chunk: memory stays flat
     if collector.count == 0:
         raise UserError(f"no usable images in {spec.images!r} (split {spec.split}, shard "
                         f"{shard}/{count}): {len(collector.skipped)} skipped")
-    collector.publish(out, shard=shard, shard_count=count)
+    return collector.publish(out, shard=shard, shard_count=count)
