@@ -33,6 +33,10 @@ def no_decode(monkeypatch):
     monkeypatch.setattr(wf, "load_split", boom)
 
 
+def _errors(caplog) -> str:
+    return "\n".join(r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+
+
 def _train(dataset: str, out: Path, *flags: str) -> int:
     return main(["train", dataset, "--out", str(out), *flags])
 
@@ -87,20 +91,19 @@ def test_imagenet_weights_in_the_keras_cache_pass_offline(offline, tmp_path):
         preflight.check_backbone("resnet50", "imagenet", 224)
 
 
-def test_output_not_writable(shapes_dataset, tmp_path, no_decode, capsys):
+def test_output_not_writable(shapes_dataset, tmp_path, no_decode, caplog):
     blocker = tmp_path / "a-file"
     blocker.write_text("in the way")
     assert _train(shapes_dataset, blocker / "run", *TINY) == 2
-    err = capsys.readouterr().err
-    assert f"cannot write to --out {str(blocker / 'run')!r}" in err
+    assert f"cannot write to --out {str(blocker / 'run')!r}" in _errors(caplog)
 
 
-def test_dataset_missing_or_empty(tmp_path, no_decode, capsys):
+def test_dataset_missing_or_empty(tmp_path, no_decode, caplog):
     assert _train(str(tmp_path / "nowhere"), tmp_path / "run", *TINY) == 2
-    assert f"dataset {str(tmp_path / 'nowhere')!r} does not exist" in capsys.readouterr().err
+    assert f"dataset {str(tmp_path / 'nowhere')!r} does not exist" in _errors(caplog)
     (tmp_path / "empty").mkdir()
     assert _train(str(tmp_path / "empty"), tmp_path / "run", *TINY) == 2
-    assert "is empty" in capsys.readouterr().err
+    assert f"dataset {str(tmp_path / 'empty')!r} is empty" in _errors(caplog)
 
 
 def test_s3_output_and_input_without_bucket(s3_bucket):
@@ -114,10 +117,10 @@ def test_s3_output_and_input_without_bucket(s3_bucket):
         preflight.check_input("s3://no-such-bucket/data", "dataset")
 
 
-def test_other_jobs_check_their_output_first(trained_run, shapes_dataset, tmp_path, capsys):
+def test_other_jobs_check_their_output_first(trained_run, shapes_dataset, tmp_path, caplog):
     blocker = tmp_path / "a-file"
     blocker.write_text("in the way")
     for job in (["evaluate", trained_run, shapes_dataset], ["gradcam", trained_run, shapes_dataset],
                 ["similarity", trained_run, shapes_dataset]):
         assert main([*job, "--out", str(blocker / job[0])]) == 2
-        assert f"cannot write to --out {str(blocker / job[0])!r}" in capsys.readouterr().err
+        assert f"cannot write to --out {str(blocker / job[0])!r}" in _errors(caplog)
