@@ -55,7 +55,7 @@ def _logistic(k: int | None, seed: int) -> dict:
     from headstart.shared.model.classifier import assemble
     from headstart.shared.storage.store import open_store
 
-    index = discover(str(FLOWERS), SplitConfig(0.15, 0.3, seed, k))
+    index = discover(str(FLOWERS), SplitConfig(valid_fraction=0.15, test_fraction=0.3, seed=seed, max_per_label=k))
     clf = assemble(build_backbone("mobilenet_v2", 160, str(MOBILENET)), get_info("mobilenet_v2"), 160,
                    len(index.labels))
     pooled, labels = {}, {}

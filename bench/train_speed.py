@@ -24,7 +24,7 @@ def _splits(dataset: str, per_label: int, size: int):
     from headstart.shared.data.loading import load_split
     from headstart.shared.storage.store import open_store
 
-    index = discover(dataset, SplitConfig(0.15, 0.0, 7, per_label))
+    index = discover(dataset, SplitConfig(valid_fraction=0.15, test_fraction=0.0, seed=7, max_per_label=per_label))
     store = open_store(dataset)
     return index, {n: load_split(store, n, items, index.labels, size) for n, items in index.splits.items()}
 
@@ -46,7 +46,10 @@ def _train(backbone, index, splits, size, weights, fast: bool, epochs: int) -> f
     import tempfile
 
     clf = _classifier(backbone, index, size, weights)
-    cfg = RecipeConfig(epochs=epochs, patience=epochs + 1, fast_path=fast, seed=7)
+    from headstart.jobs.train.spec import TrainSpec
+
+    spec = TrainSpec(dataset="bench", out="bench", epochs=epochs, patience=epochs + 1, fast_path=fast, seed=7)
+    cfg = RecipeConfig.from_spec(spec, batch_size=32, class_weights=None)
     ckpt = CheckpointStore(open_store(tempfile.mkdtemp(prefix="bench-ckpt-")), "bench")
     t0 = time.monotonic()
     fit(clf, splits, cfg, ckpt)

@@ -15,6 +15,7 @@ from PIL import Image
 
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.data.loading import LoadedSplit
+from headstart.shared.data.modelinput import to_uint8
 from headstart.shared.storage.manifest import RunOutput
 from headstart.shared.model.trained import TrainedModel
 
@@ -42,7 +43,7 @@ def gradcam_worst(out: RunOutput, trained: TrainedModel, split: LoadedSplit,
     heat = upsample(result.heatmaps, side, side)
     overlays: dict[str, bytes] = {}
     for n, w in enumerate(worst):
-        shown = np.asarray(Image.fromarray(images[n]).resize((side, side), Image.BILINEAR))
+        shown = np.asarray(Image.fromarray(to_uint8(images[n])).resize((side, side), Image.BILINEAR))
         text = f"true {w['true']}, predicted {w['predicted']} {w['probability']:.2f}"
         png = overlay_png(shown, heat[n], text)
         out.write_bytes(f"gradcam/{n}.png", png)

@@ -11,6 +11,7 @@ from headstart.jobs.evaluate.spec import EvaluateSpec
 from headstart.shared.report import plots
 from headstart.shared.report import html as report
 from headstart.shared.data.images import encode_png
+from headstart.shared.data.modelinput import to_uint8
 from headstart.shared.data.loading import LoadedSplit, skipped_csv
 from headstart.shared.storage.manifest import RunOutput
 from headstart.shared.report.metrics import row_normalize
@@ -70,7 +71,7 @@ def _report(spec: EvaluateSpec, trained: TrainedModel, summary: dict, figs: dict
         if summary["most_confused"] else "<p>No confusions.</p>")
     # Each tile embeds the Grad-CAM overlay when there is one (the map of the wrong class),
     # else the image: the page must work once copied away from gradcam/*.png.
-    tiles = [(overlays.get(w.get("gradcam") or "") or encode_png(split.images[w["index"]]),
+    tiles = [(overlays.get(w.get("gradcam") or "") or encode_png(to_uint8(split.images[w["index"]])),
               f"{w['key'].rsplit('/', 1)[-1]}: true {w['true']}, predicted {w['predicted']} "
               f"({w['probability']:.2f})", None, False) for w in worst]
     note = ("<p class='muted'>Grad-CAM of the predicted (wrong) class over each image.</p>"
@@ -90,8 +91,9 @@ def _report(spec: EvaluateSpec, trained: TrainedModel, summary: dict, figs: dict
     return rep.render()
 
 
-def write_outputs(spec: EvaluateSpec, out: RunOutput, trained: TrainedModel, split: LoadedSplit,
+def write_outputs(*, spec: EvaluateSpec, out: RunOutput, trained: TrainedModel, split: LoadedSplit,
                   probs: np.ndarray, summary: dict, seconds: float | None = None) -> Summary:
+    """Figures, metrics, predictions, skip list, spec and report; manifest last."""
     labels = trained.labels
     matrix = np.asarray(summary["confusion_matrix"])
     figs = {"confusion_matrix.png": plots.confusion_matrix(matrix, labels, normalized=False),
@@ -104,7 +106,7 @@ def write_outputs(spec: EvaluateSpec, out: RunOutput, trained: TrainedModel, spl
         out.write_bytes(name, png)
     if worst:
         out.write_bytes("worst_misclassified.png", plots.image_grid(
-            [split.images[w["index"]] for w in worst],
+            [to_uint8(split.images[w["index"]]) for w in worst],
             [f"{w['true']} → {w['predicted']} {w['probability']:.2f}" for w in worst]))
     out.write_json("confusion_matrix.json", {"labels": labels, "counts": matrix.tolist(),
                                              "normalized": row_normalize(matrix).round(6).tolist()})
@@ -112,7 +114,7 @@ def write_outputs(spec: EvaluateSpec, out: RunOutput, trained: TrainedModel, spl
     out.write_json("worst_misclassified.json", worst)
     out.write_text("per_class.csv", _per_class_csv(summary["per_class"]))
     out.write_text("predictions.csv", _predictions_csv(split, probs, labels))
-    out.write_text("skipped.csv", skipped_csv([split]))
+    out.write_text("skipped.csv", skipped_csv({split.name: split.skipped}))
     out.write_text("spec.yaml", spec.to_yaml())
     out.write_text("report.html", _report(spec, trained, summary, figs, worst, split, extra,
                                           overlays, seconds))

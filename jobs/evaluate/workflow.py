@@ -52,12 +52,13 @@ def evaluate(spec: EvaluateSpec):
     _check_labels(index.labels, trained.labels, spec.dataset)
     split_name, items = _pick_items(index, spec.split)
     split: LoadedSplit = load_split(open_store(spec.dataset), split_name, items, trained.labels,
-                                    trained.image_size, spec.min_side)
+                                    trained.image_size, spec.min_side, model=trained.model)
     if len(split) == 0:
         raise UserError(f"no usable images in split {split_name!r} of {spec.dataset!r}")
     probs = predict_arrays(trained.model, split.images, spec.batch_size, f"evaluate {split_name}")
     summary = summarize(split.labels, probs, trained.labels)
-    result = write_outputs(spec, out, trained, split, probs, summary, time.monotonic() - started)
+    result = write_outputs(spec=spec, out=out, trained=trained, split=split, probs=probs,
+                           summary=summary, seconds=time.monotonic() - started)
     log.info("%s: accuracy %.4f on %d images (%d skipped) -> %s", split_name, summary["accuracy"],
              summary["n"], len(split.skipped), out.uri)
     return result

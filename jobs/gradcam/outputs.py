@@ -17,7 +17,7 @@ from headstart.shared.explain.faithfulness import summarize as summarize_faithfu
 from headstart.shared.explain.gradcam import CamResult, peak_location, upsample
 from headstart.shared.data.imagesets import Chunk, slug
 from headstart.shared.data.images import encode_png
-from headstart.shared.data.loading import Skipped
+from headstart.shared.data.loading import Skipped, skipped_csv
 from headstart.shared.storage.manifest import RunOutput
 from headstart.shared.explain.overlay import blend, overlay_png
 from headstart.shared.model.trained import TrainedModel
@@ -134,8 +134,7 @@ class Collector:
             out.write_bytes(name, grids[group])
         summary = {**self.summary(), **extra}
         out.write_json("summary.json", summary)
-        out.write_text("skipped.csv", "key,label,status,reason\n" + "".join(
-            f"{s.key},{s.label},{s.status},\"{s.reason}\"\n" for s in self.skipped))
+        out.write_text("skipped.csv", skipped_csv({None: self.skipped}))
         out.write_text("spec.yaml", self.spec.to_yaml())
         out.write_text("report.html", self._report(summary, grids))
         out.publish(images=self.count, method=self.spec.method, **extra)

@@ -84,7 +84,7 @@ def gradcam(spec: GradcamSpec):
     predict = model_predictor(trained.model, spec.batch_size) if spec.faithfulness else None
     collector = Collector(spec, trained, graph.layer_name)
     display = max(spec.overlay_size, 16)
-    for chunk in iter_chunks(refs, trained.image_size, display, CHUNK, spec.min_side):
+    for chunk in iter_chunks(refs, trained.image_size, display, CHUNK, spec.min_side, model=trained.model):
         STOP.check()
         collector.skip(chunk.skipped)
         if not chunk.refs:

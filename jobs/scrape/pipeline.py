@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
@@ -19,6 +18,7 @@ from typing import Callable, Iterable
 from headstart.jobs.scrape.records import RecordWriter, object_key
 from headstart.shared.net.fetch import FetchConfig, fetch
 from headstart.shared.data.imageprep import PrepOptions, Prepared, prepare_image
+from headstart.shared.runtime.cpus import usable_cpus
 from headstart.shared.runtime.logs import Progress
 from headstart.shared.runtime.runner import STOP
 from headstart.shared.storage.store import Store
@@ -68,7 +68,7 @@ def decode_pool(workers: int | None) -> ProcessPoolExecutor | None:
     if workers is None:
         # Measured on 2 cores: decode processes next to the download threads oversubscribe the
         # CPU (115 vs 154 img/s), so small machines decode in the threads.
-        cpus = os.cpu_count() or 1
+        cpus = usable_cpus()  # the container's share, not the host's core count
         workers = 0 if cpus <= 2 else cpus - 1
     if workers == 0:
         return None

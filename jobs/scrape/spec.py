@@ -7,13 +7,15 @@ from pydantic import Field, model_validator
 
 from headstart.shared.net.fetch import USER_AGENT
 from headstart.shared.data.sharding import ShardSpec
+from headstart.shared.data.imageprep import PrepOptions
+from headstart.shared.data.splits import check_fractions
 from headstart.shared.runtime.specs import JobSpec
 
 class SplitSettings(JobSpec):
     """How the merged dataset is split and judged (shared by scrape and scrape-merge)."""
 
-    valid_fraction: float = Field(0.1, ge=0, lt=1, description="validation share per label")
-    test_fraction: float = Field(0.1, ge=0, lt=1, description="test share per label")
+    valid_fraction: float = Field(0.1, description="validation share per label")
+    test_fraction: float = Field(0.1, description="test share per label")
     seed: int = Field(42, description="seed of the stratified split")
     min_success: float = Field(0.0, ge=0, le=1, description="fail (exit 2, no manifest) when the "
                                "share of URLs yielding a valid image is below this")
@@ -23,9 +25,7 @@ class SplitSettings(JobSpec):
 
     @model_validator(mode="after")
     def _fractions(self) -> "SplitSettings":
-        if self.valid_fraction + self.test_fraction >= 1:
-            raise ValueError("valid_fraction + test_fraction must be below 1, got "
-                             f"{self.valid_fraction} + {self.test_fraction}")
+        check_fractions(self.valid_fraction, self.test_fraction)
         return self
 
 
@@ -44,13 +44,13 @@ class ScrapeSpec(SplitSettings, ShardSpec):
     backoff: float = Field(0.5, ge=0, le=60, description="seconds before the first retry (doubles)")
     max_redirects: int = Field(5, ge=0, le=20, description="redirects followed per URL")
     max_bytes: int = Field(16 * 2**20, ge=1024, description="largest download in bytes")
-    max_pixels: int = Field(50_000_000, ge=1, description="refuse images with more pixels, "
-                            "checked before decoding (decompression bombs)")
-    min_side: int = Field(32, ge=1, description="refuse images whose shorter side is smaller")
+    max_pixels: int = Field(PrepOptions.max_pixels, ge=1, description="refuse images with more "
+                            "pixels, checked before decoding (decompression bombs)")
+    min_side: int = Field(PrepOptions.min_side, ge=1, description="refuse images whose shorter side is smaller")
     resize: int | None = Field(None, ge=8, le=16384, description="shrink so the longest side is "
                                "at most this many pixels (keeps the ratio; implies JPEG)")
     reencode: bool = Field(False, description="store every image as JPEG")
-    jpeg_quality: int = Field(90, ge=1, le=100, description="JPEG quality when re-encoding")
+    jpeg_quality: int = Field(PrepOptions.jpeg_quality, ge=1, le=100, description="JPEG quality when re-encoding")
     user_agent: str = Field(USER_AGENT, description="User-Agent header sent with every request")
     allow_loopback: list[str] = Field(default_factory=list, description="HOST:PORT loopback "
                                       "endpoints to allow (tests and local demos ONLY)")
@@ -61,8 +61,13 @@ class MergeSpec(JobSpec):
     """Split settings left unset are taken from the shards' recorded spec."""
 
     out: str = Field(description="the --out of the sharded scrape runs")
-    valid_fraction: float | None = Field(None, ge=0, lt=1, description="validation share per label")
-    test_fraction: float | None = Field(None, ge=0, lt=1, description="test share per label")
+    valid_fraction: float | None = Field(None, description="validation share per label")
+    test_fraction: float | None = Field(None, description="test share per label")
     seed: int | None = Field(None, description="seed of the stratified split")
     min_success: float | None = Field(None, ge=0, le=1, description="minimum success rate")
     on_conflict: Literal["first", "drop"] | None = Field(None, description="first | drop")
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "MergeSpec":
+        check_fractions(self.valid_fraction, self.test_fraction)  # the merge rechecks the sum
+        return self

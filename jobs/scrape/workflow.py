@@ -69,7 +69,7 @@ def _fetch_shard(spec: ScrapeSpec, store: Store, shard: tuple[int, int]) -> None
         timeout=spec.timeout, max_bytes=spec.max_bytes, max_redirects=spec.max_redirects,
         retries=spec.retries, backoff=spec.backoff, user_agent=spec.user_agent,
         allow=AllowList.parse(spec.allow_loopback)),
-        PrepOptions(spec.max_pixels, spec.min_side, spec.resize, spec.reencode, spec.jpeg_quality),
+        PrepOptions.from_spec(spec),
         prepare=lambda data: None)  # replaced below once the pool exists
     writer = records.RecordWriter(store, folder, spec.checkpoint_every)
     progress = Progress(mine - already, f"scrape {shard[0]}/{shard[1]}", unit="url")

@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from headstart.jobs.similarity.spec import SimilaritySpec
+from headstart.shared.data.loading import skipped_csv
 from headstart.shared.report import html as report
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.storage.manifest import RunOutput
@@ -32,7 +33,7 @@ def embed_images(spec: SimilaritySpec, trained, refs):
 
     model = embedder(trained.model)
     parts, kept, skipped = [], [], []
-    for chunk in iter_chunks(refs, trained.image_size, None, CHUNK, spec.min_side):
+    for chunk in iter_chunks(refs, trained.image_size, None, CHUNK, spec.min_side, model=trained.model):
         skipped += chunk.skipped
         if chunk.refs:
             parts.append(predict_arrays(model, chunk.model, spec.batch_size, "embed"))
@@ -105,8 +106,7 @@ def _write(spec, out: RunOutput, trained, emb, kept, skipped, result, seconds: f
                "leakage_threshold": spec.leakage_threshold,
                "neighbour_label_agreement": sr.neighbour_agreement(result, labels)}
     out.write_json("summary.json", summary)
-    out.write_text("skipped.csv", "key,label,status,reason\n" + "".join(
-        f"{s.key},{s.label},{s.status},\"{s.reason}\"\n" for s in skipped))
+    out.write_text("skipped.csv", skipped_csv({None: skipped}))
     out.write_text("spec.yaml", spec.to_yaml())
     rep = report.Report(f"Similarity: {trained.meta.get('backbone')} on {spec.images}",
                         f"model {spec.model} · split {spec.split} · {len(kept)} images")

@@ -9,10 +9,8 @@ import tempfile
 import time
 
 
-from headstart.jobs.train.spec import TrainSpec
-from headstart.shared.data.datasets import DatasetIndex
+from headstart.jobs.train.run import TrainRun
 from headstart.shared.data.loading import LoadedSplit, skipped_csv
-from headstart.shared.storage.manifest import RunOutput
 from headstart.shared.report.metrics import summarize
 from headstart.shared.model.classifier import BACKBONE_LAYER, Classifier
 from headstart.shared.report import html as report
@@ -53,7 +51,8 @@ def split_metrics(clf: Classifier, splits: dict[str, LoadedSplit], result: Recip
         if name == "train" and name not in result.features:
             continue  # a whole extra forward pass over train is not worth it on the slow path
         if name in result.features:
-            probs = predict_arrays(clf.head, result.features[name], batch_size, f"score {name}")
+            probs = predict_arrays(result.scorer or clf.head, result.features[name], batch_size,
+                                   f"score {name}")
         else:
             probs = predict_arrays(clf.model, split.images, batch_size, f"score {name}")
         summary = summarize(split.labels, probs, labels)
@@ -61,22 +60,23 @@ def split_metrics(clf: Classifier, splits: dict[str, LoadedSplit], result: Recip
     return out
 
 
-def write_outputs(spec: TrainSpec, out: RunOutput, clf: Classifier, index: DatasetIndex,
-                  splits: dict[str, LoadedSplit], result: RecipeResult, timing: dict, fp: str) -> Summary:
+def write_outputs(run: TrainRun, clf: Classifier, result: RecipeResult) -> Summary:
     """Model, labels, history, curves, metrics, spec and skip list; manifest last."""
     from headstart.shared.model.backbones import get_info
+
+    spec, out, index, splits = run.spec, run.out, run.index, run.splits
 
     info = get_info(spec.backbone)
     metrics = split_metrics(clf, splits, result, index.labels, spec.batch_size)
     head = result.phases.get("head")
     n_train = len(splits["train"])
-    seconds = time.monotonic() - timing["start"]
+    seconds = time.monotonic() - run.started
     metrics_doc = {
         "splits": metrics,
         "best_epoch": {k: p.best_epoch for k, p in result.phases.items()},
         "stopped_early": {k: p.stopped_early for k, p in result.phases.items()},
         "path": "fast" if spec.fast_path else "slow",
-        "timing": {"decode_s": timing["decode_s"], "features_s": result.timing.get("features_s", 0.0),
+        "timing": {"decode_s": run.decode_s, "features_s": result.timing.get("features_s", 0.0),
                    **{f"{k}_s": p.seconds for k, p in result.phases.items()}, "total_s": seconds},
         "head_images_per_s": head.images_per_second if head else None,
         "counts": {name: len(s) for name, s in splits.items()},
@@ -93,10 +93,10 @@ def write_outputs(spec: TrainSpec, out: RunOutput, clf: Classifier, index: Datas
     out.write_bytes("training_curves.png", curves)
     out.write_json("metrics.json", metrics_doc)
     out.write_text("spec.yaml", spec.to_yaml())
-    out.write_text("skipped.csv", skipped_csv(splits.values()))
+    out.write_text("skipped.csv", skipped_csv({name: s.skipped for name, s in splits.items()}))
     out.write_text("splits.csv", splits_csv(splits, index.labels))
     out.write_text("report.html", train_report(spec, metrics_doc, curves, n_train))
-    out.publish(fingerprint=fp, labels=index.labels, layout=index.layout,
+    out.publish(fingerprint=run.fingerprint, labels=index.labels, layout=index.layout,
                 metrics={k: v["accuracy"] for k, v in metrics.items()})
     summary = ", ".join(f"{k} acc={v['accuracy']:.3f}" for k, v in metrics.items())
     log.info("trained %s on %d images in %.1fs: %s -> %s", spec.backbone, n_train, seconds,
@@ -112,7 +112,7 @@ def run_summary(uri: str, accuracy: dict[str, float]) -> Summary:
                    value=accuracy.get(split) if split else None, details={"accuracy": accuracy})
 
 
-def train_report(spec: TrainSpec, metrics: dict, curves: bytes, n_train: int) -> str:
+def train_report(spec, metrics: dict, curves: bytes, n_train: int) -> str:
     """report.html of a train run: headline metrics, curves (best epoch marked), configuration."""
     rep = report.Report(f"Training: {spec.backbone} on {spec.dataset}",
                         f"{n_train} training images · {metrics['path']} path")

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from headstart.jobs.train.run import TrainRun
 from headstart.jobs.train.spec import TrainSpec
 from headstart.shared.data.datasets import SplitConfig, check_label_sizes, discover
 from headstart.shared.runtime import preflight
@@ -50,9 +51,7 @@ def _prepare_output(spec: TrainSpec, fp: str) -> RunOutput | None:
 
 
 def _load(spec: TrainSpec, size: int):
-    cfg = SplitConfig(spec.valid_fraction, spec.test_fraction, spec.seed, spec.max_per_label,
-                      spec.min_per_label)
-    index = discover(spec.dataset, cfg)
+    index = discover(spec.dataset, SplitConfig.from_spec(spec))
     store = open_store(spec.dataset)
     splits = {name: load_split(store, name, items, index.labels, size, spec.min_side,
                                spec.max_pixels, cache_dir=spec.cache_dir)
@@ -97,11 +96,11 @@ def train(spec: TrainSpec) -> Summary:
 
         spec = spec.model_copy(update={"batch_size": default_batch_size(len(splits["train"]))})
         log.info("batch size %d for %d training images", spec.batch_size, len(splits["train"]))
-    return _fit_and_write(spec, out, info, size, index, splits, fp, {"decode_s": decode_s, "start": t_start})
+    return _fit_and_write(TrainRun(spec=spec, out=out, fingerprint=fp, index=index, splits=splits,
+                            decode_s=decode_s, started=t_start), info, size)
 
 
-def _fit_and_write(spec: TrainSpec, out: RunOutput, info, size: int, index, splits: dict,
-                   fp: str, timing: dict) -> Summary:
+def _fit_and_write(run: TrainRun, info, size: int) -> Summary:
     """Build the classifier, run the recipe (resuming from checkpoints), write the outputs."""
     from headstart.shared.model import recipe
     from headstart.shared.model.backbones import build_backbone
@@ -111,6 +110,7 @@ def _fit_and_write(spec: TrainSpec, out: RunOutput, info, size: int, index, spli
     from headstart.shared.model.training import class_weight_list
     import keras
 
+    spec, out, fp, index = run.spec, run.out, run.fingerprint, run.index
     keras.utils.set_random_seed(spec.seed)
     strategy = get_strategy()
     with strategy.scope():
@@ -121,15 +121,12 @@ def _fit_and_write(spec: TrainSpec, out: RunOutput, info, size: int, index, spli
     if state and state.get("fingerprint") != fp:
         raise UserError(f"{spec.out!r} holds a checkpoint of a different spec; pass --overwrite "
                         "or choose another --out")
-    cfg = recipe.RecipeConfig(spec.epochs, spec.batch_size, spec.learning_rate, spec.patience,
-                              spec.label_smoothing, spec.fast_path, spec.augment_views,
-                              spec.fine_tune_layers, spec.fine_tune_epochs, spec.fine_tune_lr,
-                              spec.seed, spec.cache_dir, class_weight_list(spec.class_weights, index.labels))
+    cfg = recipe.RecipeConfig.from_spec(spec, class_weights=class_weight_list(spec.class_weights, index.labels))
     with strategy.scope():  # optimizer state lives with the replicas on several GPUs
-        result = recipe.fit(clf, splits, cfg, ckpt)
+        result = recipe.fit(clf, run.splits, cfg, ckpt)
     from headstart.jobs.train.outputs import write_outputs
 
-    summary = write_outputs(spec, out, clf, index, splits, result, timing, fp)
+    summary = write_outputs(run, clf, result)
     for key in list(out.store.list("checkpoint")):
         out.store.delete(key)
     _remove_empty_folders(out.store, "checkpoint")

@@ -17,9 +17,9 @@ import numpy as np
 
 from headstart.shared.auto.scoring import Candidate, Score, Scorer, ScoringData, best_of, score_candidate, search
 from headstart.shared.data.datasets import DatasetIndex, SplitConfig, cap_per_label, discover
-from headstart.shared.data.images import MAX_PIXELS
 from headstart.shared.data.loading import load_split
 from headstart.shared.model.lrfind import lr_plot, lr_range_test
+from headstart.shared.runtime.config import FromSpec
 from headstart.shared.storage.store import open_store
 
 log = logging.getLogger(__name__)
@@ -32,19 +32,20 @@ FINE_TUNE_MIN_PER_LABEL = 100
 HEAD_EPOCHS = 50           # a ceiling: early stopping on validation loss ends sooner
 
 
-@dataclass
-class AutoRequest:
-    """What auto mode needs to know about the run."""
+@dataclass(kw_only=True)
+class AutoRequest(FromSpec):
+    """What auto mode needs to know about the run: the train spec's fields of these names
+    (``AutoRequest.from_spec(spec, split=..., candidates=..., budget_s=..., pinned=...)``)."""
 
     dataset: str
     split: SplitConfig
     candidates: list[Candidate]
     budget_s: float
-    batch_size: int = 32
-    label_smoothing: float = 0.0
-    fine_tune_epochs: int = 5
-    min_side: int = 8
-    max_pixels: int = MAX_PIXELS
+    batch_size: int
+    label_smoothing: float
+    fine_tune_epochs: int
+    min_side: int
+    max_pixels: int
     pinned: dict[str, Any] = field(default_factory=dict)  # values the user set: kept as given
     scorer: Scorer = score_candidate
 

@@ -81,7 +81,7 @@ def parse_candidates(items: list[str] | None, extra: list[Candidate] = ()) -> li
 class ScoringData:
     """A seeded per-label subsample, decoded once at the largest candidate size."""
 
-    images: np.ndarray       # (n, s, s, 3) uint8
+    images: np.ndarray       # (n, s, s, 3) float32, as load_split gives them
     labels: np.ndarray       # (n,) int
     n_classes: int
     seed: int = 1337
@@ -128,13 +128,14 @@ Scorer = Callable[[Candidate, ScoringData], Score]
 
 
 def resize_all(images: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear (antialiased) resize of uint8 squares, as decoding at that size would."""
-    if images.shape[1] == size:
+    """The models' own resize layer (modelinput.resize_layer) on the squares, in batches."""
+    if images.shape[1] == size or len(images) == 0:
         return images
-    from PIL import Image
+    from headstart.shared.data.modelinput import resize_layer
 
-    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR))
-                     for im in images])
+    layer = resize_layer(size)
+    return np.concatenate([np.asarray(layer(np.asarray(images[i:i + 256], np.float32)))
+                           for i in range(0, len(images), 256)])
 
 
 def score_candidate(cand: Candidate, data: ScoringData) -> Score:

@@ -14,12 +14,13 @@ import random
 from dataclasses import dataclass, field
 
 from headstart.shared.data import splits as splitting
+from headstart.shared.runtime.config import FromSpec
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.storage.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "valid", "test")
+SPLITS = splitting.SPLITS
 # Files that live in dataset folders but are not images (reports written by our own jobs).
 _IGNORED_NAMES = {"manifest.json", "_FAILURE.json", "scrape_report.csv", "scrape_summary.json",
                   "spec.yaml", "README.md", "README.txt", "LICENSE", "LICENSE.txt"}
@@ -52,13 +53,19 @@ class DatasetIndex:
         return out
 
 
-@dataclass(frozen=True)
-class SplitConfig:
+@dataclass(frozen=True, kw_only=True)
+class SplitConfig(FromSpec):
+    """How a dataset is split and capped. These defaults are the train spec's too (its fields
+    take them from here); jobs build it with ``SplitConfig.from_spec(spec)``."""
+
     valid_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int = 1337
     max_per_label: int | None = None
     min_per_label: int = 2
+
+    def __post_init__(self) -> None:
+        splitting.check_fractions(self.valid_fraction, self.test_fraction)
 
     def required_per_label(self) -> int:
         """Images a label needs so a flat dataset puts at least one in every split."""

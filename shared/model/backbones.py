@@ -35,6 +35,7 @@ class BackboneInfo:
     min_size: int
     preprocess: str
     pretrained: bool = True
+    include_preprocessing: bool = True  # "none" kinds: pass include_preprocessing=True
 
 
 REGISTRY: dict[str, BackboneInfo] = {
@@ -44,8 +45,8 @@ REGISTRY: dict[str, BackboneInfo] = {
         BackboneInfo("resnet101", "ResNet101", 224, 32, "caffe"),
         BackboneInfo("mobilenet_v2", "MobileNetV2", 224, 32, "tf"),
         BackboneInfo("mobilenet_v3_large", "MobileNetV3Large", 224, 32, "none"),
-        BackboneInfo("efficientnet_b0", "EfficientNetB0", 224, 32, "none"),
-        BackboneInfo("efficientnet_b3", "EfficientNetB3", 300, 32, "none"),
+        BackboneInfo("efficientnet_b0", "EfficientNetB0", 224, 32, "none", include_preprocessing=False),
+        BackboneInfo("efficientnet_b3", "EfficientNetB3", 300, 32, "none", include_preprocessing=False),
         BackboneInfo("densenet121", "DenseNet121", 224, 32, "torch"),
         BackboneInfo("inception_v3", "InceptionV3", 299, 75, "tf"),
         BackboneInfo("xception", "Xception", 299, 71, "tf"),
@@ -94,10 +95,11 @@ def _constructor(info: BackboneInfo) -> Callable:
     if info.name == "tiny":
         return lambda input_shape, weights: _tiny(input_shape)
     app = getattr(keras.applications, info.app)
-    if info.preprocess == "none":
+    if info.preprocess == "none" and info.include_preprocessing:
         # These apply their own rescaling inside; keep it so raw 0-255 inputs work.
         return lambda input_shape, weights: app(include_top=False, weights=weights,
                                                 input_shape=input_shape, include_preprocessing=True)
+    # Keras 3 EfficientNetB0..B7 always rescale inside and take no include_preprocessing.
     return lambda input_shape, weights: app(include_top=False, weights=weights, input_shape=input_shape)
 
 

@@ -95,6 +95,10 @@ class CheckpointStore:
             self.store.delete(prev["weights"])
             self.store.delete(prev["optimizer"])
 
+    def save_best(self, phase: str, weights: list[np.ndarray]) -> None:
+        """Write best weights taken at an earlier, uncommitted epoch (timed checkpoints)."""
+        self.store.write_bytes(f"checkpoint/{phase}-best.weights.npz", _arrays_to_bytes(weights))
+
     def restore(self, state: dict[str, Any], model: keras.Model, optimizer) -> None:
         weights_from_bytes(model, self.store.read_bytes(state["weights"]))
         optimizer_from_bytes(optimizer, model, self.store.read_bytes(state["optimizer"]))

@@ -8,18 +8,16 @@ when large.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 
 import keras
 import numpy as np
 
+from headstart.shared.data.scratch import allocate
 from headstart.shared.runtime.logs import Progress
 from headstart.shared.runtime.runner import STOP
 
 log = logging.getLogger(__name__)
 
-MEMMAP_BYTES = 2 * 1024**3
 # Inference-only passes need no small batches: bigger ones use the CPU/GPU better.
 EXTRACT_BATCH = 64
 
@@ -34,18 +32,6 @@ def augmenter(seed: int) -> keras.Sequential:
     ], name="augment")
 
 
-def _allocate(shape: tuple[int, ...], cache_dir: str | None) -> np.ndarray:
-    nbytes = int(np.prod(shape)) * 2
-    if nbytes < MEMMAP_BYTES:
-        return np.empty(shape, dtype=np.float16)
-    directory = cache_dir or tempfile.gettempdir()
-    os.makedirs(directory, exist_ok=True)
-    fd, path = tempfile.mkstemp(prefix="features-", suffix=".npy", dir=directory)
-    os.close(fd)
-    log.info("feature cache %.1f GiB -> memory-mapped %s", nbytes / 1024**3, path)
-    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=shape)
-
-
 def extract_features(extractor: keras.Model, images: np.ndarray, batch_size: int, desc: str,
                      views: int = 1, augment: keras.Sequential | None = None,
                      cache_dir: str | None = None) -> np.ndarray:
@@ -55,7 +41,7 @@ def extract_features(extractor: keras.Model, images: np.ndarray, batch_size: int
     """
     n = len(images)
     out_shape = tuple(int(d) for d in extractor.output.shape[1:])
-    feats = _allocate((n, views, *out_shape), cache_dir)
+    feats = allocate((n, views, *out_shape), np.float16, cache_dir, "features")
     batch_size = max(batch_size, EXTRACT_BATCH)
     predict = compiled_call(extractor)
     progress = Progress(n * views, desc, "img", log)

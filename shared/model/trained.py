@@ -5,7 +5,7 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -26,12 +26,12 @@ class TrainedModel:
     meta: dict[str, Any]       # labels.json
     train_spec: dict[str, Any]  # spec.yaml of the train run
     store: Store
+    calibration: Any = field(default=None)  # shared.model.calibration.Calibration (identity if none)
 
     def split_config(self) -> SplitConfig:
         """The split settings the model was trained with, so a flat dataset splits identically."""
-        s = self.train_spec
-        return SplitConfig(s.get("valid_fraction", 0.15), s.get("test_fraction", 0.15),
-                           s.get("seed", 1337), s.get("max_per_label"), 1)
+        # Any label size passes here: the run already judged them when it trained.
+        return SplitConfig.from_spec(self.train_spec, min_per_label=1)
 
 
 def load_trained(uri: str) -> TrainedModel:
@@ -53,4 +53,17 @@ def load_trained(uri: str) -> TrainedModel:
             model = keras.models.load_model(path)
     log.info("loaded %s (%s, %d labels, %dpx)", uri, meta.get("backbone"), len(meta["labels"]),
              meta["image_size"])
-    return TrainedModel(model, list(meta["labels"]), int(meta["image_size"]), meta, train_spec or {}, store)
+    return TrainedModel(model, list(meta["labels"]), int(meta["image_size"]), meta, train_spec or {},
+                        store, load_calibration(store))
+
+
+def load_calibration(store: Store):
+    """The run's ``calibration.json`` (temperature scaling), or the identity for older runs."""
+    from headstart.shared.model.calibration import CALIBRATION_FILE, Calibration
+
+    if not store.exists(CALIBRATION_FILE):
+        return Calibration()
+    try:
+        return Calibration.from_json(store.read_text(CALIBRATION_FILE))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UserError(f"{store.uri}/{CALIBRATION_FILE} is not a calibration record: {exc}") from None

@@ -165,7 +165,10 @@ def format_validation_error(exc: ValidationError, fields: Iterable[str] = ()) ->
             hint = ""
             if err["type"] == "literal_error" and isinstance(err.get("input"), str):
                 hint = did_you_mean(err["input"], re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", ""))))
-            lines.append(f"`{loc}`: {msg}{hint}. Received: {loc}={err.get('input')!r}")
+            if "Received:" in msg:  # a model-level rule that already names the values
+                lines.append(msg)
+            else:
+                lines.append(f"`{loc}`: {msg}{hint}. Received: {loc}={err.get('input')!r}")
     return "; ".join(lines)
 
 

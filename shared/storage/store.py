@@ -266,22 +266,12 @@ class S3Store(Store):
 
 
 def s3_endpoint() -> str | None:
-    """The S3 endpoint override: ``HEADSTART_S3_ENDPOINT``, ``AWS_ENDPOINT_URL_S3``, or the
-    ``s3_endpoint`` key of the Headstart config file (``$HEADSTART_CONFIG`` or
-    ``~/.config/headstart/cloud.yaml``); None means AWS's own endpoint."""
-    endpoint = os.environ.get("HEADSTART_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL_S3")
-    if endpoint:
-        return endpoint
-    config = Path(os.environ.get("HEADSTART_CONFIG") or "~/.config/headstart/cloud.yaml").expanduser()
-    if not config.is_file():
-        return None
-    import yaml
+    """The S3 endpoint override (``HEADSTART_S3_ENDPOINT``, ``AWS_ENDPOINT_URL_S3``, or
+    ``s3_endpoint`` in the config file: :mod:`headstart.shared.runtime.configfile`); None
+    means AWS's own endpoint."""
+    from headstart.shared.runtime.configfile import setting
 
-    try:
-        data = yaml.safe_load(config.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"config file {str(config)!r} is not readable YAML: {exc}") from None
-    return data.get("s3_endpoint") if isinstance(data, dict) else None
+    return setting("s3_endpoint", aliases=("AWS_ENDPOINT_URL_S3",))
 
 
 def s3_client():

@@ -333,4 +333,8 @@ def test_s3_endpoint_precedence(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("HEADSTART_S3_ENDPOINT")
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
     monkeypatch.setenv("HEADSTART_CONFIG", str(tmp_path / "absent.yaml"))
+    with pytest.raises(UserError, match="missing file"):  # named but absent: say so
+        s3_endpoint()
+    monkeypatch.delenv("HEADSTART_CONFIG")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.config/headstart/cloud.yaml
     assert s3_endpoint() is None
