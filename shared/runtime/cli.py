@@ -91,6 +91,25 @@ def _subparser(parser: Parser, name: str) -> Parser:
     return action.choices[name]
 
 
+def _from_manifest(job: str, out: str | None):
+    """A summary for a job whose ``run`` returns none: what its published manifest lists."""
+    from headstart.shared.runtime.summary import Summary
+
+    if not out:
+        return None
+    try:
+        from headstart.shared.storage.manifest import MANIFEST
+        from headstart.shared.storage.store import join, open_store
+
+        store = open_store(out)
+        files = json.loads(store.read_text(MANIFEST)).get("files", {})
+    except Exception:  # noqa: BLE001 - no manifest (a shard, a listing command): no line
+        return None
+    report = next((k for k in ("report.html", "auto_report.html") if k in files), None)
+    return Summary(job=job, out=store.uri, produced=f"{len(files)} files",
+                   report=join(store.uri, report) if report else None)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``headstart`` console script."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -121,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
 
     code = run_job(args.command, spec, job)
     summary = holder.get("summary")
+    if code == 0 and summary is None:
+        summary = _from_manifest(args.command, getattr(spec, "out", None))
     if code != 0:
         if args._json:
             print(json.dumps(failure_dict(args.command, code, getattr(spec, "out", None))))

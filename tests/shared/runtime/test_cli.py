@@ -109,3 +109,22 @@ def test_train_help_defaults(capsys):
     assert "(default: 20)" in text  # epochs
     assert "(default: on)" in text  # fast path
     assert "input size in pixels (default: the backbone's)\n" in text.replace("\n" + " " * 24, " ")
+
+
+def test_a_job_returning_nothing_gets_a_line_from_its_manifest(monkeypatch, tmp_path, capsys):
+    from headstart.shared.storage.manifest import RunOutput
+    from headstart.shared.storage.store import open_store
+
+    def run(spec):
+        out = RunOutput(open_store(spec.out), "plain")
+        out.write_text("report.html", "<html></html>")
+        out.write_text("a.csv", "x\n")
+        out.publish()
+
+    module = types.ModuleType("plain_job")
+    module.SPEC, module.HELP, module.run = FakeSpec, "a job without a summary", run
+    monkeypatch.setitem(sys.modules, "plain_job", module)
+    monkeypatch.setitem(cli.COMMANDS, "plain", "plain_job")
+    out = tmp_path / "o"
+    assert cli.main(["plain", "d", "--out", str(out)]) == 0
+    assert capsys.readouterr().out == f"plain: 2 files -> {out} · open {out}/report.html\n"
