@@ -63,7 +63,7 @@ def gradcam(spec: GradcamSpec):
     from headstart.shared.explain.faithfulness import faithfulness, model_predictor
     from headstart.shared.explain.gradcam import make_cam
     from headstart.shared.data.imagesets import iter_chunks, resolve_images
-    from headstart.shared.runtime.runner import STOP
+    from headstart.shared.runtime.stop import STOP
     from headstart.shared.data.sharding import select
     from headstart.shared.model.trained import load_trained
 

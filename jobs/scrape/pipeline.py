@@ -20,7 +20,7 @@ from headstart.shared.net.fetch import FetchConfig, fetch
 from headstart.shared.data.imageprep import PrepOptions, Prepared, prepare_image
 from headstart.shared.runtime.cpus import usable_cpus
 from headstart.shared.runtime.logs import Progress
-from headstart.shared.runtime.runner import STOP
+from headstart.shared.runtime.stop import STOP
 from headstart.shared.storage.store import Store
 from headstart.shared.net.urllists import UrlEntry
 

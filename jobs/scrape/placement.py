@@ -10,7 +10,6 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from headstart.jobs.scrape.records import ROOT
-from headstart.shared.storage.objectmove import move_object
 from headstart.shared.data.splits import SPLITS
 from headstart.shared.storage.store import Store
 
@@ -22,7 +21,7 @@ def _move(store: Store, src: str, dst: str) -> None:
     if not store.exists(src):
         raise RuntimeError(f"staged image {store.uri}/{src} is missing; delete {store.uri}/{ROOT} "
                            "and rerun the scrape to fetch it again")
-    move_object(store, src, dst)
+    store.move(src, dst)
 
 
 def place_images(store: Store, targets: dict[str, str]) -> None:

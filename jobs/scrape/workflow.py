@@ -19,7 +19,7 @@ from headstart.shared.net.fetch import FetchConfig
 from headstart.shared.data.imageprep import PrepOptions
 from headstart.shared.runtime.logs import Progress
 from headstart.shared.storage.manifest import RunOutput, to_json
-from headstart.shared.runtime.runner import STOP
+from headstart.shared.runtime.stop import STOP
 from headstart.shared.storage.store import Store, open_store
 from headstart.shared.net.urllists import UrlEntry, describe, iter_urls
 from headstart.shared.net.urlsafety import AllowList

@@ -19,10 +19,11 @@ from headstart.shared.runtime.summary import Summary
 from headstart.shared.storage.store import join
 from headstart.shared.model.predict import predict_arrays
 from headstart.shared.model.recipe import RecipeResult
+from headstart.shared.model.trained import (CURVES_FILE, HISTORY_FILE, LABELS_FILE, METRICS_FILE,
+                                            MODEL_FILE, SKIPPED_FILE, SPEC_FILE, SPLITS_FILE)
 
 log = logging.getLogger("headstart.train")
 
-MODEL_FILE = "model.keras"
 
 
 def _model_bytes(clf: Classifier) -> bytes:
@@ -86,15 +87,15 @@ def write_outputs(run: TrainRun, clf: Classifier, result: RecipeResult) -> Summa
                   "image_size": clf.image_size, "preprocess": info.preprocess, "weights": spec.weights,
                   "input": "RGB uint8 or float 0-255, any size (resized inside the model)"}
     out.write_bytes(MODEL_FILE, _model_bytes(clf))
-    out.write_json("labels.json", labels_doc)
-    out.write_json("history.json", {"history": result.history, "phase_starts": result.phase_starts})
+    out.write_json(LABELS_FILE, labels_doc)
+    out.write_json(HISTORY_FILE, {"history": result.history, "phase_starts": result.phase_starts})
     best = {k: p.best_epoch for k, p in result.phases.items()}
     curves = training_curves(result.history, result.phase_starts, best)
-    out.write_bytes("training_curves.png", curves)
-    out.write_json("metrics.json", metrics_doc)
-    out.write_text("spec.yaml", spec.to_yaml())
-    out.write_text("skipped.csv", skipped_csv({name: s.skipped for name, s in splits.items()}))
-    out.write_text("splits.csv", splits_csv(splits, index.labels))
+    out.write_bytes(CURVES_FILE, curves)
+    out.write_json(METRICS_FILE, metrics_doc)
+    out.write_text(SPEC_FILE, spec.to_yaml())
+    out.write_text(SKIPPED_FILE, skipped_csv({name: s.skipped for name, s in splits.items()}))
+    out.write_text(SPLITS_FILE, splits_csv(splits, index.labels))
     out.write_text("report.html", train_report(spec, metrics_doc, curves, n_train))
     out.publish(fingerprint=run.fingerprint, labels=index.labels, layout=index.layout,
                 metrics={k: v["accuracy"] for k, v in metrics.items()})

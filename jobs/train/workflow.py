@@ -15,7 +15,7 @@ from headstart.shared.runtime import preflight
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.data.loading import load_split
 from headstart.shared.storage.manifest import RunOutput, is_published
-from headstart.shared.runtime.runner import STOP
+from headstart.shared.runtime.stop import STOP
 from headstart.shared.runtime.summary import Summary
 from headstart.shared.storage.store import open_store
 
@@ -43,9 +43,10 @@ def _prepare_output(spec: TrainSpec, fp: str) -> RunOutput | None:
             raise UserError(f"{spec.out!r} already holds a published run of a different spec; "
                             "pass --overwrite or choose another --out")
     if spec.overwrite:
+        from headstart.shared.model.checkpoints import CheckpointStore  # training follows: TF is due
+
         out.unpublish()
-        for key in list(out.store.list("checkpoint")):
-            out.store.delete(key)
+        CheckpointStore(out.store, fp).clear()
     out.store.delete("_FAILURE.json")
     return out
 
@@ -127,8 +128,7 @@ def _fit_and_write(run: TrainRun, info, size: int) -> Summary:
     from headstart.jobs.train.outputs import write_outputs
 
     summary = write_outputs(run, clf, result)
-    for key in list(out.store.list("checkpoint")):
-        out.store.delete(key)
+    ckpt.clear()  # published: the run no longer needs its resume state
     _remove_empty_folders(out.store, "checkpoint")
     return summary
 

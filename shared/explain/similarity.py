@@ -14,12 +14,17 @@ import numpy as np
 
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.runtime.logs import Progress
-from headstart.shared.runtime.runner import STOP
+from headstart.shared.runtime.stop import STOP
 
 log = logging.getLogger(__name__)
 
 POOL_LAYER = "head_pool"
 BLOCK_BYTES = 64 * 2**20
+# Similarities closer than this are ties, broken by index. One image's similarity to two
+# identical others comes out of BLAS a few ulps apart, and differently for different block
+# shapes, so ordering by the raw value would make neighbours depend on the block size.
+TIE_TOLERANCE = 1e-5
+TIE_MARGIN = 8  # extra top-k candidates, so ties at the k-th place are all considered
 
 
 def embedder(model):
@@ -61,7 +66,9 @@ class Pairs:
 
     def trim(self) -> None:
         self.items.sort(key=lambda t: (-t[2], t[0], t[1]))
-        del self.items[self.limit:]
+        groups = tie_groups(np.asarray([t[2] for t in self.items], np.float64)).tolist()
+        ranked = sorted(zip(groups, self.items), key=lambda gt: (gt[0], gt[1][0], gt[1][1]))
+        self.items = [t for _, t in ranked[: self.limit]]
 
 
 @dataclass
@@ -77,11 +84,23 @@ def block_rows(n: int, block_bytes: int = BLOCK_BYTES) -> int:
     return max(1, min(n, block_bytes // (4 * max(n, 1))))
 
 
+def tie_groups(desc: np.ndarray) -> np.ndarray:
+    """Tie-group ids along the last axis of values sorted in descending order: a new group
+    starts where a value is more than :data:`TIE_TOLERANCE` below the one before it."""
+    gaps = (desc[..., :-1] - desc[..., 1:]) > TIE_TOLERANCE
+    first = np.zeros(desc.shape[:-1] + (1,), np.int64)
+    return np.concatenate([first, np.cumsum(gaps, axis=-1)], axis=-1)
+
+
 def _topk(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` most similar columns per row, best first, ties (within the tolerance) by index."""
     n = sims.shape[1]
-    idx = np.argpartition(sims, n - k, axis=1)[:, n - k:]  # no negated copy of the block
+    m = min(n, k + TIE_MARGIN)
+    idx = np.argpartition(sims, n - m, axis=1)[:, n - m:]  # no negated copy of the block
     part = np.take_along_axis(sims, idx, axis=1)
-    order = np.argsort(-part, axis=1, kind="stable")
+    desc = np.argsort(-part, axis=1, kind="stable")
+    idx, part = np.take_along_axis(idx, desc, axis=1), np.take_along_axis(part, desc, axis=1)
+    order = np.lexsort((idx, tie_groups(part)), axis=-1)[:, :k]
     return np.take_along_axis(idx, order, axis=1), np.take_along_axis(part, order, axis=1)
 
 

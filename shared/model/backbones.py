@@ -7,8 +7,8 @@ layers (no Lambda), so a saved model loads without custom objects and takes raw 
 from __future__ import annotations
 
 import logging
-import os
 import warnings
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Callable
 
@@ -138,18 +138,9 @@ def load_backbone_weights(model, name: str, uri: str) -> None:
     from headstart.shared.storage.store import split_uri
 
     store, key = split_uri(uri)
-    local = store.local_path()
-    if local is not None:
-        path = local / key
-        if not path.is_file():
-            raise UserError(f"weights file not found: {uri!r}")
-        _load_weights_file(model, name, uri, path)
-        return
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="headstart-weights-") as tmp:  # removed after loading
+    with ExitStack() as stack:  # an S3 download is removed after loading
         try:
-            path = store.download_file(key, os.path.join(tmp, key))
+            path = stack.enter_context(store.local_copy(key))
         except FileNotFoundError:
             raise UserError(f"weights file not found: {uri!r}") from None
         _load_weights_file(model, name, uri, path)

@@ -14,7 +14,7 @@ import numpy as np
 
 from headstart.shared.data.scratch import allocate
 from headstart.shared.runtime.logs import Progress
-from headstart.shared.runtime.runner import STOP
+from headstart.shared.runtime.stop import STOP
 
 log = logging.getLogger(__name__)
 

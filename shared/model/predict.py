@@ -7,7 +7,7 @@ import keras
 import numpy as np
 
 from headstart.shared.runtime.logs import Progress
-from headstart.shared.runtime.runner import STOP
+from headstart.shared.runtime.stop import STOP
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +14,16 @@ from headstart.shared.storage.manifest import open_published
 from headstart.shared.storage.store import Store
 
 log = logging.getLogger(__name__)
+
+# The files of a train run: written by jobs/train/outputs.py, read here (one set of names).
+MODEL_FILE = "model.keras"
+LABELS_FILE = "labels.json"
+SPEC_FILE = "spec.yaml"
+HISTORY_FILE = "history.json"
+CURVES_FILE = "training_curves.png"
+METRICS_FILE = "metrics.json"
+SKIPPED_FILE = "skipped.csv"
+SPLITS_FILE = "splits.csv"
 
 
 @dataclass
@@ -39,18 +47,13 @@ def load_trained(uri: str) -> TrainedModel:
     import keras
 
     store, manifest = open_published(uri)
-    if manifest.get("job") != "train" or "model.keras" not in manifest.get("files", {}):
+    if manifest.get("job") != "train" or MODEL_FILE not in manifest.get("files", {}):
         raise UserError(f"{uri!r} is a published {manifest.get('job')!r} run, expected the output "
-                        "of `headstart train` (with model.keras)")
-    meta = json.loads(store.read_text("labels.json"))
-    train_spec = yaml.safe_load(store.read_text("spec.yaml")) if store.exists("spec.yaml") else {}
-    local = store.local_path()
-    if local is not None:
-        model = keras.models.load_model(local / "model.keras")
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = store.download_file("model.keras", os.path.join(tmp, "model.keras"))
-            model = keras.models.load_model(path)
+                        f"of `headstart train` (with {MODEL_FILE})")
+    meta = json.loads(store.read_text(LABELS_FILE))
+    train_spec = yaml.safe_load(store.read_text(SPEC_FILE)) if store.exists(SPEC_FILE) else {}
+    with store.local_copy(MODEL_FILE) as path:  # S3: a temporary download
+        model = keras.models.load_model(path)
     log.info("loaded %s (%s, %d labels, %dpx)", uri, meta.get("backbone"), len(meta["labels"]),
              meta["image_size"])
     return TrainedModel(model, list(meta["labels"]), int(meta["image_size"]), meta, train_spec or {},

@@ -12,16 +12,16 @@ URL's identity for sharding, resuming and ordering the report.
 """
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import logging
 import re
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Iterator, TextIO
 
 from headstart.shared.runtime.errors import UserError
-from headstart.shared.storage.store import S3Store, Store, open_store, split_uri
+from headstart.shared.storage.store import Store, join, open_store, split_uri
 
 log = logging.getLogger(__name__)
 
@@ -47,36 +47,17 @@ def check_label(label: str, where: str) -> str:
     return label
 
 
-def _open_text(store: Store, key: str) -> TextIO:
+@contextmanager
+def _open_text(store: Store, key: str) -> Iterator[TextIO]:
     """A text stream over one object, without reading it all into memory."""
-    local = store.local_path()
-    if local is not None:
-        path = local / key
-        if not path.is_file():
-            raise UserError(f"URL list not found: {path}")
-        return open(path, encoding="utf-8-sig", newline="")
-    if isinstance(store, S3Store):
+    with ExitStack() as stack:
         try:
-            body = store.client.get_object(Bucket=store.bucket, Key=store._key(key))["Body"]
-        except store.client.exceptions.NoSuchKey:
-            raise UserError(f"URL list not found: {store.uri}/{key}") from None
-        return io.TextIOWrapper(_RawStream(body), encoding="utf-8-sig", newline="")
-    return io.StringIO(codecs.decode(store.read_bytes(key), "utf-8-sig"), newline="")
+            raw = stack.enter_context(store.open(key))
+        except FileNotFoundError:
+            raise UserError(f"URL list not found: {join(store.uri, key)}") from None
+        yield io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
 
 
-class _RawStream(io.RawIOBase):
-    """Adapts a botocore ``StreamingBody`` to the raw-IO interface ``TextIOWrapper`` wants."""
-
-    def __init__(self, body) -> None:
-        self.body = body
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf) -> int:
-        data = self.body.read(len(buf))
-        buf[:len(data)] = data
-        return len(data)
 
 
 def _csv_entries(fh: TextIO, where: str) -> Iterator[tuple[str, str]]:

@@ -12,8 +12,9 @@ import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
+from io import RawIOBase
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 from urllib.parse import urlparse
 
 from headstart.shared.runtime.errors import UserError
@@ -71,8 +72,27 @@ class Store(ABC):
         _atomic_write_local(dest, self.read_bytes(key))
         return dest
 
-    def is_empty(self) -> bool:
-        return next(iter(self.list()), None) is None
+    @contextmanager
+    def open(self, key: str) -> Iterator[IO[bytes]]:
+        """A binary stream over one object, read as it is consumed (not all at once);
+        :class:`FileNotFoundError` if absent. Use as a context manager."""
+        import io
+
+        yield io.BytesIO(self.read_bytes(key))
+
+    @contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        """A local file holding the object, for libraries that want a path (Keras, h5py):
+        the file itself on a local store, else a temporary download removed on exit."""
+        with tempfile.TemporaryDirectory(prefix="headstart-") as tmp:
+            name = key.rstrip("/").rsplit("/", 1)[-1] or "object"
+            yield self.download_file(key, Path(tmp) / name)
+
+    def move(self, src: str, dst: str) -> None:
+        """Move an object to ``dst`` (replaced atomically) within this store, without pulling
+        it through memory where the backend can: a rename, a server-side copy."""
+        self.write_bytes(dst, self.read_bytes(src))
+        self.delete(src)
 
     def local_path(self) -> Path | None:
         """The local directory behind this store, or None for remote stores."""
@@ -92,10 +112,6 @@ def join(uri: str, *parts: str) -> str:
     return out
 
 
-def is_remote(uri: str) -> bool:
-    return urlparse(str(uri)).scheme == "s3"
-
-
 def _check_key(key: str) -> str:
     """Reject keys that would climb out of the store's root."""
     if any(part == ".." for part in str(key).split("/")):
@@ -103,9 +119,31 @@ def _check_key(key: str) -> str:
     return key
 
 
-def _atomic_write_local(path: Path, data: bytes) -> None:
+def _umask() -> int:
+    """The process umask (Linux: read, not set, so threads never see a changed one)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _temp_sibling(path: Path) -> tuple[int, str]:
+    """A temporary file next to ``path`` with the mode a plain ``open(path, "w")`` would give:
+    ``mkstemp`` creates 0600, so a host user could not read what a container wrote."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, tmp
+
+
+def _atomic_write_local(path: Path, data: bytes) -> None:
+    fd, tmp = _temp_sibling(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -139,8 +177,7 @@ class LocalStore(Store):
 
     def upload_file(self, key: str, path: str | os.PathLike) -> None:
         dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+        fd, tmp = _temp_sibling(dest)
         os.close(fd)
         try:
             shutil.copyfile(path, tmp)
@@ -168,6 +205,28 @@ class LocalStore(Store):
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    @contextmanager
+    def open(self, key: str) -> Iterator[IO[bytes]]:
+        path = self._path(key)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist")
+        with open(path, "rb") as fh:
+            yield fh
+
+    @contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        path = self._path(key)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist")
+        yield path
+
+    def move(self, src: str, dst: str) -> None:
+        source, target = self._path(src), self._path(dst)
+        if not source.is_file():
+            raise FileNotFoundError(f"{source} does not exist")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+
     def size(self, key: str) -> int:
         return self._path(key).stat().st_size
 
@@ -176,7 +235,12 @@ class LocalStore(Store):
 
 
 class S3Store(Store):
-    """A prefix in an S3 bucket (or any S3-compatible endpoint: MinIO, a moto server)."""
+    """A prefix in an S3 bucket (or any S3-compatible endpoint: MinIO, a moto server).
+
+    Every call goes through :meth:`_errors`: a missing key is :class:`FileNotFoundError`;
+    no credentials, an unreachable endpoint, a missing bucket or a refused request are one-line
+    :class:`UserError` s (exit 2) naming the URI, not botocore tracebacks.
+    """
 
     def __init__(self, uri: str, client=None) -> None:
         parsed = urlparse(uri)
@@ -197,72 +261,126 @@ class S3Store(Store):
         _check_key(key)
         return join(self.prefix, key) if self.prefix else key.strip("/")
 
-    def _no_bucket(self) -> UserError:
-        return UserError(f"S3 bucket does not exist: {self.bucket!r} (from {self.uri})")
-
     @contextmanager
-    def _bucket_errors(self):
-        """Turn a missing bucket into a :class:`UserError` (a wrong URI, not a crash)."""
+    def _errors(self, key: str = ""):
+        """Translate botocore failures of a call about ``key`` (see the class docstring)."""
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import (BotoCoreError, ClientError, ConnectionError as BotoConnectionError,
+                                         NoCredentialsError, PartialCredentialsError)
+
+        where = join(self.uri, key) if key else self.uri
         try:
             yield
-        except self.client.exceptions.NoSuchBucket as exc:
-            raise self._no_bucket() from exc
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in _MISSING_KEY:
+                raise FileNotFoundError(f"{where} does not exist") from exc
+            raise _client_error(code, exc.response.get("Error", {}).get("Message", ""), self.bucket,
+                                where) or exc
+        except S3UploadFailedError as exc:  # wraps the ClientError in its text
+            code = next((c for c in (*_ACCESS_DENIED, "NoSuchBucket") if c in str(exc)), "")
+            raise _client_error(code, "", self.bucket, where) or exc
+        except (NoCredentialsError, PartialCredentialsError) as exc:
+            raise UserError(f"no usable AWS credentials for {where} ({exc}); set AWS_PROFILE or "
+                            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run on a role") from None
+        except BotoConnectionError as exc:  # refused, DNS, timeouts: botocore already retried
+            endpoint = self.client.meta.endpoint_url
+            raise UserError(f"cannot reach the S3 endpoint {endpoint} for {where}: {exc}; check "
+                            "the network, or HEADSTART_S3_ENDPOINT / s3_endpoint in the config "
+                            "file") from None
+        except BotoCoreError as exc:
+            raise UserError(f"S3 request for {where} failed: {exc}") from None
 
     def read_bytes(self, key: str) -> bytes:
-        try:
-            with self._bucket_errors():
-                return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
-        except self.client.exceptions.NoSuchKey as exc:
-            raise FileNotFoundError(f"{join(self.uri, key)} does not exist") from exc
+        with self._errors(key):
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        with self._bucket_errors():
+        with self._errors(key):
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def upload_file(self, key: str, path: str | os.PathLike) -> None:
-        from boto3.exceptions import S3UploadFailedError
-
         s3_key = self._key(key)
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path} does not exist")
-        try:
+        with self._errors(key):
             self.client.upload_file(str(path), self.bucket, s3_key)
-        except S3UploadFailedError as exc:
-            if "NoSuchBucket" in str(exc):
-                raise self._no_bucket() from exc
-            raise
 
     def exists(self, key: str) -> bool:
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            with self._errors(key):
+                self.client.head_object(Bucket=self.bucket, Key=self._key(key))
             return True
-        except self.client.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
+        except FileNotFoundError:
+            return False
 
     def list(self, prefix: str = "") -> Iterator[str]:
         root = f"{self.prefix}/" if self.prefix else ""
         search = self._key(prefix)
         search = f"{search}/" if search else ""
         paginator = self.client.get_paginator("list_objects_v2")
-        with self._bucket_errors():
+        with self._errors(prefix):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=search):
                 for obj in page.get("Contents", []):
                     yield obj["Key"][len(root):]
 
     def delete(self, key: str) -> None:
-        with self._bucket_errors():
+        with self._errors(key):
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def size(self, key: str) -> int:
-        try:
+        with self._errors(key):
             head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except self.client.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                raise FileNotFoundError(f"{join(self.uri, key)} does not exist") from exc
-            raise
         return int(head["ContentLength"])
+
+    @contextmanager
+    def open(self, key: str) -> Iterator[IO[bytes]]:
+        import io
+
+        with self._errors(key):
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        try:
+            with self._errors(key):  # the stream reads lazily: later reads can fail too
+                yield io.BufferedReader(_RawBody(body), buffer_size=1 << 20)
+        finally:
+            body.close()
+
+    def move(self, src: str, dst: str) -> None:
+        with self._errors(src):
+            self.client.copy_object(Bucket=self.bucket, Key=self._key(dst),
+                                    CopySource={"Bucket": self.bucket, "Key": self._key(src)})
+        self.delete(src)
+
+
+_MISSING_KEY = {"404", "NoSuchKey", "NotFound"}
+_ACCESS_DENIED = {"403", "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId",
+                  "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "AccountProblem"}
+
+
+def _client_error(code: str, message: str, bucket: str, where: str) -> UserError | None:
+    """The user error an S3 error code stands for, or None (a crash: let it propagate)."""
+    if code == "NoSuchBucket":
+        return UserError(f"S3 bucket does not exist: {bucket!r} (from {where})")
+    if code in _ACCESS_DENIED:
+        detail = f": {message}" if message else ""
+        return UserError(f"S3 refused access to {where} ({code}{detail}); check the credentials "
+                         "and the bucket policy")
+    return None
+
+
+class _RawBody(RawIOBase):
+    """Adapts a botocore ``StreamingBody`` to the raw-IO interface buffered readers want."""
+
+    def __init__(self, body) -> None:
+        self.body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:  # type: ignore[override]
+        data = self.body.read(len(buf))
+        buf[:len(data)] = data
+        return len(data)
 
 
 def s3_endpoint() -> str | None:

@@ -92,9 +92,7 @@ def test_list_under_folder_prefix(store):
 def test_list_missing_prefix_or_empty_store(store):
     assert list(store.list()) == []
     assert list(store.list("nothing/here")) == []
-    assert store.is_empty()
     store.write_text("f", "1")
-    assert not store.is_empty()
     assert list(store.list("f")) == []  # a prefix names a folder, not an object
 
 
@@ -282,12 +280,6 @@ def test_split_uri_top_level_absolute_path():
 def test_join():
     assert join("s3://b/p/", "/x/", "", "y") == "s3://b/p/x/y"
     assert join("/tmp/a", "b/") == "/tmp/a/b"
-
-
-def test_is_remote():
-    assert storage.is_remote("s3://b/x")
-    assert not storage.is_remote("/tmp/x")
-    assert not storage.is_remote("file:///tmp/x")
 
 
 # --------------------------------------------------------------------------- endpoint override
