@@ -21,12 +21,8 @@ import numpy as np
 
 from headstart.shared.model.checkpoints import CheckpointStore
 from headstart.shared.model.features import ArrayBatches
-<<<<<<< HEAD
 from headstart.shared.runtime.errors import Interrupted
-from headstart.shared.runtime.runner import STOP
-=======
 from headstart.shared.runtime.stop import STOP
->>>>>>> h-lib
 
 log = logging.getLogger(__name__)
 
