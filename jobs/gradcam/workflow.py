@@ -84,10 +84,14 @@ def gradcam(spec: GradcamSpec):
     predict = model_predictor(trained.model, spec.batch_size) if spec.faithfulness else None
     collector = Collector(spec, trained, graph.layer_name)
     display = max(spec.overlay_size, 16)
+    from headstart.shared.runtime.logs import Progress
+
+    overall = Progress(len(refs), f"gradcam shard {shard}/{count}", "img", log, every=30.0)
     for chunk in iter_chunks(refs, trained.image_size, display, CHUNK, spec.min_side, model=trained.model):
         STOP.check()
         collector.skip(chunk.skipped)
         if not chunk.refs:
+            overall.update(len(chunk.skipped), failed=len(chunk.skipped))
             continue
         result = cam.run(chunk.model, targets_for(chunk.refs), spec.batch_size)
         faith = None
@@ -98,6 +102,8 @@ def gradcam(spec: GradcamSpec):
                                  spec.faithfulness_steps, spec.random_maps)
         collector.add(chunk, result, faith)
         collector.flush(out)  # overlays go out per chunk: memory stays flat
+        overall.update(len(chunk.refs) + len(chunk.skipped), failed=len(chunk.skipped))
+    overall.close()
     if collector.count == 0:
         raise UserError(f"no usable images in {spec.images!r} (split {spec.split}, shard "
                         f"{shard}/{count}): {len(collector.skipped)} skipped")

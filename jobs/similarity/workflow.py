@@ -33,11 +33,16 @@ def embed_images(spec: SimilaritySpec, trained, refs):
 
     model = embedder(trained.model)
     parts, kept, skipped = [], [], []
+    from headstart.shared.runtime.logs import Progress
+
+    overall = Progress(len(refs), "embed all", "img", log, every=30.0)  # chunks log their own lines
     for chunk in iter_chunks(refs, trained.image_size, None, CHUNK, spec.min_side, model=trained.model):
         skipped += chunk.skipped
         if chunk.refs:
             parts.append(predict_arrays(model, chunk.model, spec.batch_size, "embed"))
             kept += chunk.refs
+        overall.update(len(chunk.refs) + len(chunk.skipped), failed=len(chunk.skipped))
+    overall.close()
     if not kept:
         raise UserError(f"no usable images in {spec.images!r} (split {spec.split}): "
                         f"{len(skipped)} skipped")

@@ -96,5 +96,7 @@ def thumbnail(image, side: int = 72) -> bytes:
     from PIL import Image
 
     from headstart.shared.data.images import encode_png
+    from headstart.shared.data.modelinput import to_uint8
 
-    return encode_png(np.asarray(Image.fromarray(image).resize((side, side), Image.BILINEAR)))
+    return encode_png(np.asarray(Image.fromarray(to_uint8(np.asarray(image))).resize((side, side),
+                                                                                     Image.BILINEAR)))
