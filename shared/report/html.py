@@ -15,8 +15,8 @@ padding:.25rem .6rem;text-align:right}th{background:#f4f6f8}td:first-child,th:fi
 .card b{display:block;font-size:1.4rem}.gallery{display:flex;flex-wrap:wrap;gap:.6rem}
 .tile{width:150px;font-size:.75rem;overflow-wrap:anywhere}.tile img{width:150px;height:150px;object-fit:cover;border-radius:4px}
 img.fig{max-width:100%}.muted{color:#667}nav a{margin-right:1rem}
-.wrong{outline:3px solid #d33;outline-offset:-3px}.tile.wrong div{color:#b00}
-.right{outline:3px solid #2a2;outline-offset:-3px}.badge{font-weight:600}
+.wrong{outline:3px solid #d33;outline-offset:2px}.tile.wrong div{color:#b00}
+.right{outline:3px solid #2a2;outline-offset:2px}.badge{font-weight:600}
 .scroll{overflow-x:auto;max-width:100%}pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f4f6f8;
 padding:.6rem;border-radius:6px;font-size:.8rem}.pair{display:flex;gap:4px}.pair img{width:72px;height:72px;
 object-fit:cover;border-radius:3px}td.thumbs{padding:2px}

@@ -78,3 +78,12 @@ def test_mean_ci() -> None:
     assert low < mean < high and mean == pytest.approx(values.mean())
     assert high - low == pytest.approx(2 * 1.96 / np.sqrt(400), rel=0.2)
     assert np.isnan(fm.mean_ci(np.zeros(0))[0])
+
+
+def test_a_model_that_ignores_the_image_beats_nothing() -> None:
+    images = _images(12)
+    constant = lambda x: np.tile(np.asarray([[0.25, 0.75]], np.float32), (len(x), 1))  # noqa: E731
+    faith = fm.faithfulness(constant, images, _evidence_maps(images), np.zeros(12, int),
+                            np.full(12, 0.25, np.float32), steps=3, random_maps=2)
+    doc = fm.summarize(faith.deletion, faith.insertion)
+    assert not any(m["beats"] for m in doc["margin"].values()) and not doc["beats_controls"]
