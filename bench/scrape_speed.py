@@ -32,8 +32,11 @@ from pathlib import Path
 
 from PIL import Image
 
+from headstart.shared.runtime.cpus import usable_cpus
+
 REPO = Path(__file__).resolve().parents[1]
-I2D_VENV = Path(os.environ.get("HEADSTART_BENCH_CACHE", Path.home() / ".cache" / "headstart-bench")) / "img2dataset-venv"
+BENCH_CACHE = Path(os.environ.get("HEADSTART_BENCH_CACHE", Path.home() / ".cache" / "headstart-bench"))
+I2D_VENV = BENCH_CACHE / "img2dataset-venv"
 
 
 def base_images(count: int, size: tuple[int, int]) -> list[bytes]:
@@ -176,7 +179,7 @@ def run_img2dataset(exe: Path, urls: Path, out: Path, args: argparse.Namespace) 
     cmd = [str(exe), "--url_list", str(urls), "--input_format", "csv", "--url_col", "url",
            "--output_folder", str(out), "--output_format", "files", "--image_size", str(args.resize),
            "--resize_mode", "keep_ratio_largest", "--resize_only_if_bigger", "True",
-           "--processes_count", str(os.cpu_count() or 1), "--thread_count", str(args.concurrency),
+           "--processes_count", str(usable_cpus()), "--thread_count", str(args.concurrency),
            "--timeout", "60", "--retries", "0", "--enable_wandb", "False", "--distributor", "multiprocessing",
            "--number_sample_per_shard", "10000"]
     result = measure(cmd, env={**os.environ, "WANDB_MODE": "disabled"})
@@ -230,7 +233,7 @@ def main() -> None:
     hs = [r["headstart"]["images_per_s"] for r in runs]
     i2 = [r["img2dataset"]["images_per_s"] for r in runs if "img2dataset" in r]
     result = {
-        "bench": "scrape_speed", "quick": args.quick, "cpus": os.cpu_count(), "image_size": args.image_size,
+        "bench": "scrape_speed", "quick": args.quick, "cpus": usable_cpus(), "image_size": args.image_size,
         "avg_image_kb": round(sum(map(len, images)) / len(images) / 1024, 1), "resize": args.resize,
         "concurrency": args.concurrency, "img2dataset_version": version, "img2dataset_error": error,
         "runs": [{"n": r["n"], **{f"{t}_{k}": r[t][k] for t in ("ceiling", "headstart", "img2dataset")
@@ -238,7 +241,8 @@ def main() -> None:
                  for r in runs],
         # At the largest N, where start-up costs weigh least.
         "headstart_vs_img2dataset": round(hs[-1] / i2[-1], 3) if i2 and i2[-1] else None,
-        "headstart_memory_growth_mb": round(runs[-1]["headstart"]["peak_tree_rss_mb"] - runs[0]["headstart"]["peak_tree_rss_mb"], 1),
+        "headstart_memory_growth_mb": round(runs[-1]["headstart"]["peak_tree_rss_mb"]
+                                            - runs[0]["headstart"]["peak_tree_rss_mb"], 1),
     }
     for r in runs:
         for tool in ("headstart", "img2dataset"):

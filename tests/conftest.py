@@ -52,7 +52,9 @@ def fake_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(nowhere))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     # Nor the developer's Headstart config file (it may name an S3 endpoint or a stack).
-    monkeypatch.setenv("HEADSTART_CONFIG", str(tmp_path_factory.getbasetemp() / "no-headstart-config"))
+    empty = tmp_path_factory.getbasetemp() / "empty-headstart-config.yaml"
+    empty.touch()  # named and empty: a named file that is missing is a user error
+    monkeypatch.setenv("HEADSTART_CONFIG", str(empty))
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from headstart.infra.cloud.failure import explain, full_record
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.storage.manifest import FAILURE, MANIFEST
 from headstart.shared.storage.store import open_store
@@ -14,7 +15,7 @@ from headstart.shared.storage.store import open_store
 log = logging.getLogger(__name__)
 
 PIPELINE_FAILURE = "_PIPELINE_FAILURE.json"
-REPORTS = ("report.html",)
+REPORTS = ("report.html", "auto_report.html")
 
 
 @dataclass
@@ -48,11 +49,21 @@ def _scalars(data: Any, prefix: str = "", depth: int = 2) -> dict[str, Any]:
 
 
 def _failure_message(text: str) -> str:
+    """A failure record for printing: the explained fields, then the whole record."""
     try:
         data = json.loads(text)
     except ValueError:
-        return text.strip()[:500]
-    return str(data.get("message") or data.get("Error") or data)[:500] if isinstance(data, dict) else str(data)
+        return text.strip()[:2000]
+    if not isinstance(data, dict):
+        return str(data)
+    if not any(k in data for k in ("step", "Error", "error", "Cause", "cause")):
+        # A job's own _FAILURE.json: its message first, the record after.
+        head = str(data.get("message") or "")
+        return "\n".join(filter(None, [head, "    " + json.dumps(data, sort_keys=True)]))
+    explained = explain(data)
+    head = "; ".join(explained.lines())
+    whole = json.dumps(full_record(data), indent=2, sort_keys=True)
+    return head + "\n" + "\n".join("    " + line for line in whole.splitlines())
 
 
 def collect(run_uri: str, download_to: Path | None) -> Results:

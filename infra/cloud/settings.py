@@ -2,32 +2,28 @@
 the CloudFormation stack's outputs.
 
 The first three layers come from :class:`CloudSpec` fields (the generic spec machinery); the
-config file is ``$HEADSTART_CONFIG`` or ``~/.config/headstart/cloud.yaml`` with the same keys;
+config file is the one Headstart config file (:mod:`headstart.shared.runtime.configfile`);
 whatever is still missing is read from ``describe_stacks`` of ``--stack`` (one call, only if
 needed).
 """
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field
 
+from headstart.shared.runtime.configfile import read_config
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.runtime.specs import JobSpec
 
 log = logging.getLogger(__name__)
 
-CONFIG_ENV = "HEADSTART_CONFIG"
-DEFAULT_CONFIG = Path("~/.config/headstart/cloud.yaml")
 # setting -> stack output key (template.yaml Outputs).
 OUTPUT_KEYS = {"bucket": "BucketName", "state_machine": "StateMachineArn",
                "gpu_queue": "GpuJobQueueArn", "cpu_queue": "CpuJobQueueArn"}
-SETTINGS = ("region", *OUTPUT_KEYS)
+SETTINGS = ("region", *OUTPUT_KEYS, "read_buckets")
 
 
 class CloudSpec(JobSpec):
@@ -39,6 +35,8 @@ class CloudSpec(JobSpec):
     state_machine: str | None = Field(None, description="pipeline state machine ARN; unset: from the stack")
     gpu_queue: str | None = Field(None, description="GPU Batch job queue; unset: from the stack")
     cpu_queue: str | None = Field(None, description="CPU Batch job queue; unset: from the stack")
+    read_buckets: str | None = Field(None, description="comma-separated buckets the jobs may read besides "
+                                     "the data bucket; unset: the stack's ReadBuckets output")
 
 
 @dataclass
@@ -81,6 +79,17 @@ class Cloud:
         self.values[name] = value
         return value
 
+    def read_buckets(self) -> list[str]:
+        """Buckets the jobs may read besides the data bucket (the stack's ReadBuckets)."""
+        value = self.values.get("read_buckets")
+        if value is None:
+            try:
+                value = self.stack_outputs().get("ReadBuckets", "")
+            except UserError:
+                value = ""  # settings given explicitly, no stack to read: the data bucket only
+            self.values["read_buckets"] = value
+        return [b.strip() for b in value.split(",") if b.strip()]
+
     def job_definition(self, job: str) -> str:
         """The job definition of ``headstart <job>``: the stack output, else its name."""
         key = "".join(part.title() for part in job.split("-")) + "JobDefinitionArn"
@@ -113,28 +122,9 @@ def aws_call(what: str, fn: Any, **kwargs: Any) -> Any:
         raise UserError(f"{what} failed: {exc} (configure AWS credentials, or pass --region)") from None
 
 
-def load_config_file(env: dict[str, str] | None = None) -> dict[str, Any]:
-    """The cloud config file's settings ({} when there is none)."""
-    env = dict(os.environ if env is None else env)
-    path = Path(env.get(CONFIG_ENV) or DEFAULT_CONFIG).expanduser()
-    if not path.is_file():
-        if env.get(CONFIG_ENV):
-            raise UserError(f"{CONFIG_ENV} points to a missing file: {str(path)!r}")
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"cloud config {str(path)!r} is not valid YAML: {exc}") from None
-    unknown = sorted(set(data) - {"stack", *SETTINGS}) if isinstance(data, dict) else None
-    if unknown is None or unknown:
-        raise UserError(f"cloud config {str(path)!r} must map settings {['stack', *SETTINGS]} to "
-                        f"values. Received keys: {unknown if unknown else type(data).__name__}")
-    return data
-
-
 def resolve(spec: CloudSpec) -> Cloud:
     """Merge the spec's settings over the config file; stack outputs fill the rest lazily."""
-    config = load_config_file()
+    config = read_config()
     chosen = {name: getattr(spec, name) or config.get(name) for name in SETTINGS}
     default_stack = CloudSpec.model_fields["stack"].default
     stack = spec.stack if spec.stack != default_stack else config.get("stack", spec.stack)

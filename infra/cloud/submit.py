@@ -11,10 +11,11 @@ import importlib
 import json
 import logging
 import re
+import secrets
 import shlex
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -31,7 +32,10 @@ JOBS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "evaluate": (("model", "dataset"), "eval", "gpu_queue"),
     "gradcam": (("model", "images"), "gradcam", "gpu_queue"),
     "scrape": (("urls",), "", "cpu_queue"),  # writes the dataset given as its second input
+    "predict": (("model", "images"), "predict", "gpu_queue"),
 }
+# Sharded jobs whose array is followed by one merge job (dependsOn the array).
+MERGES = {"scrape": "scrape-merge", "predict": "predict-merge"}
 RESERVED = {"out", "_spec_file"}  # set by the pipeline, or not expressible as env vars
 _NAME_OK = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -46,7 +50,7 @@ class Submitted:
 
 
 class _RaisingParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse would print usage and exit
+    def error(self, message: str) -> NoReturn:  # argparse would print usage and exit
         raise UserError(f"{self.prog}: {message}")
 
 
@@ -56,6 +60,9 @@ def job_environment(job: str, args: str | None) -> list[dict[str, str]]:
         return []
     from headstart.shared.runtime.cli import COMMANDS
 
+    if job not in COMMANDS:
+        raise UserError(f"`headstart {job}` is not part of this installation, so --args cannot be "
+                        f"checked; upgrade headstart. Received: --args {args!r}")
     module = importlib.import_module(COMMANDS[job])
     parser = _RaisingParser(prog=f"headstart {job} --args")
     add_spec_arguments(parser, module.SPEC)
@@ -79,8 +86,7 @@ def _validate(spec_cls: Any, values: dict[str, Any]) -> None:
     except ValidationError as exc:
         errors = [e for e in exc.errors() if e["type"] != "missing"]
         if errors:
-            raise UserError(format_validation_error(
-                ValidationError.from_exception_data(exc.title, errors))) from None
+            raise UserError(format_validation_error(exc, skip={"missing"})) from None
 
 
 def _name(text: str) -> str:
@@ -89,7 +95,57 @@ def _name(text: str) -> str:
 
 
 def _stamp() -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    """UTC time plus a random suffix: two submits in the same second get different names."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(2)
+
+
+def _bucket_of(uri: str) -> str | None:
+    return uri[len("s3://"):].split("/", 1)[0] if uri.startswith("s3://") else None
+
+
+def check_access(cloud: Cloud, reads: dict[str, str | None], writes: dict[str, str | None]) -> None:
+    """Refuse (UserError, exit 2) URIs the stack's job role cannot read or write.
+
+    Jobs read the data bucket and the stack's ``ReadBuckets``; they write the data bucket only.
+    """
+    bucket = cloud.get("bucket")
+    readable = {bucket, *cloud.read_buckets()}
+    for what, uri in reads.items():
+        if uri is None:
+            continue
+        if _bucket_of(uri) not in readable:
+            raise UserError(
+                f"{what} must be an s3:// URI in a bucket the stack's jobs can read ({', '.join(sorted(readable))}); "
+                f"add its bucket to the stack parameter ReadBuckets (or --read-buckets if it already is). "
+                f"Received: {what}={uri!r}")
+    for what, uri in writes.items():
+        if uri is not None and _bucket_of(uri) != bucket:
+            raise UserError(f"{what} must be an s3:// URI in the stack's data bucket s3://{bucket}/ (jobs write "
+                            f"nowhere else; ReadBuckets grants reading only). Received: {what}={uri!r}")
+
+
+def config_sections(dataset: str, given: dict[str, dict[str, Any]] | None, where: str = "--spec"
+                    ) -> dict[str, dict[str, Any]]:
+    """The validated headstart.yaml sections: ``given`` (from --spec), else the file beside
+    the dataset, else the pipeline defaults."""
+    from headstart.infra.cloud.dataset_config import find_config, load_config, validate_config
+
+    if given:
+        return validate_config(given, where)
+    found = find_config(dataset) if dataset.startswith("s3://") else None
+    if found:
+        log.info("using %s", found)
+        return load_config(found)
+    return validate_config({}, where)
+
+
+def _start(sfn: Any, state_machine: str, name: str, body: dict[str, Any]) -> str:
+    """Start the execution; an existing execution of that name is a clear error."""
+    try:
+        return aws_call("starting the pipeline", sfn.start_execution, stateMachineArn=state_machine,
+                        name=name, input=json.dumps(body))["executionArn"]
+    except sfn.exceptions.ExecutionAlreadyExists:
+        raise UserError(f"an execution named {name!r} already exists; pass another --name") from None
 
 
 def _run_prefix(cloud: Cloud, run: str | None, default: str) -> tuple[str, str]:
@@ -120,18 +176,23 @@ def urls_shards(urls: str, shard_bytes: int) -> int:
 
 def submit_pipeline(cloud: Cloud, dataset: str, urls: str | None = None, run: str | None = None,
                     name: str | None = None, args: str | None = None, shards: int | None = None,
-                    shard_bytes: int = 1_000_000) -> Submitted:
-    """Start one pipeline execution; ``args`` are extra flags for train."""
+                    shard_bytes: int = 1_000_000, config: dict[str, dict[str, Any]] | None = None) -> Submitted:
+    """Start one pipeline execution; ``args`` are extra flags for train (over the config's
+    ``train`` section). Everything is validated before anything starts."""
     name = _name(name or dataset)
     execution = f"{name}-{_stamp()}"
     prefix, run_uri = _run_prefix(cloud, run, f"runs/{name}/{execution}")
+    train_env = job_environment("train", args)
+    if urls:
+        check_access(cloud, {"--urls": urls}, {"DATASET (scraped into)": dataset})
+    else:
+        check_access(cloud, {"DATASET": dataset}, {})
+    sections = config_sections(dataset, config)
     if urls and shards is None:
         shards = urls_shards(urls, shard_bytes)
     body = pipeline_input(cloud.get("bucket"), name, prefix, dataset, urls_uri=urls, shards=shards or 1,
-                          train_environment=job_environment("train", args))
-    sfn = cloud.client("stepfunctions")
-    arn = aws_call("starting the pipeline", sfn.start_execution, stateMachineArn=cloud.get("state_machine"),
-                   name=execution, input=json.dumps(body))["executionArn"]
+                          train_environment=train_env, sections=sections)
+    arn = _start(cloud.client("stepfunctions"), cloud.get("state_machine"), execution, body)
     log.info("started %s", arn)
     return Submitted("execution", [arn], run_uri)
 
@@ -146,7 +207,7 @@ def _array(shards: int | None) -> tuple[dict[str, Any], list[dict[str, str]]]:
 
 def submit_job(cloud: Cloud, job: str, inputs: list[str], run: str | None = None,
                name: str | None = None, args: str | None = None, shards: int | None = None) -> Submitted:
-    """Submit ``headstart <job>`` to Batch (scrape sharded: an array job, then its merge)."""
+    """Submit ``headstart <job>`` to Batch (scrape/predict sharded: an array job, then its merge)."""
     names, folder, queue = JOBS[job]
     expected = len(names) + (1 if job == "scrape" else 0)
     if len(inputs) != expected:
@@ -160,15 +221,18 @@ def submit_job(cloud: Cloud, job: str, inputs: list[str], run: str | None = None
         out = f"{run_uri}/{folder}"
     array, shard_env = _array(shards)
     env = [{"name": e["Name"], "value": e["Value"]} for e in job_environment(job, args)] + shard_env
+    check_access(cloud, {n.upper(): v for n, v in zip(names, inputs)},
+                 {"DATASET (scraped into)" if job == "scrape" else "--run": out})
     batch = cloud.client("batch")
     request = {"jobName": job_name, "jobQueue": cloud.get(queue), "jobDefinition": cloud.job_definition(job),
                "parameters": {**dict(zip(names, inputs)), "out": out}, **array}
     if env:
         request["containerOverrides"] = {"environment": env}
     ids = [aws_call(f"submitting {job}", batch.submit_job, **request)["jobId"]]
-    if job == "scrape" and array:
-        ids.append(aws_call("submitting scrape-merge", batch.submit_job, jobName=f"{job_name}-merge"[:128],
-                            jobQueue=cloud.get(queue), jobDefinition=cloud.job_definition("scrape-merge"),
+    if job in MERGES and array:
+        merge = MERGES[job]
+        ids.append(aws_call(f"submitting {merge}", batch.submit_job, jobName=f"{job_name}-merge"[:128],
+                            jobQueue=cloud.get("cpu_queue"), jobDefinition=cloud.job_definition(merge),
                             parameters={"out": out}, dependsOn=[{"jobId": ids[0]}])["jobId"])
     log.info("submitted %s", ", ".join(ids))
     return Submitted("job", ids, run_uri)

@@ -1,7 +1,7 @@
 """``headstart submit pipeline|train|evaluate|gradcam|scrape ...``: run it on AWS."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -16,16 +16,17 @@ USAGE = {
     "evaluate": "MODEL DATASET",
     "gradcam": "MODEL IMAGES",
     "scrape": "URLS DATASET",
+    "predict": "RUN IMAGES",
 }
 
 
 class SubmitSpec(CloudSpec):
-    what: Literal["pipeline", "train", "evaluate", "gradcam", "scrape"] = Field(
-        description="pipeline | train | evaluate | gradcam | scrape", json_schema_extra={"positional": True})
-    first: str | None = Field(None, description="pipeline/train: DATASET; evaluate/gradcam: MODEL run; "
+    what: Literal["pipeline", "train", "evaluate", "gradcam", "scrape", "predict"] = Field(
+        description="pipeline | train | evaluate | gradcam | scrape | predict", json_schema_extra={"positional": True})
+    first: str | None = Field(None, description="pipeline/train: DATASET; evaluate/gradcam/predict: MODEL run; "
                               "scrape: URLS", json_schema_extra={"positional": True})
-    second: str | None = Field(None, description="evaluate: DATASET; gradcam: IMAGES; scrape: the DATASET "
-                               "to write", json_schema_extra={"positional": True})
+    second: str | None = Field(None, description="evaluate: DATASET; gradcam/predict: IMAGES; scrape: the "
+                               "DATASET to write", json_schema_extra={"positional": True})
     urls: str | None = Field(None, description="pipeline: scrape this URL list into DATASET first")
     run: str | None = Field(None, description="run folder s3://BUCKET/PREFIX; unset: "
                             "s3://BUCKET/runs/<name>/<name>-<UTC time>")
@@ -35,6 +36,14 @@ class SubmitSpec(CloudSpec):
     shards: int | None = Field(None, ge=1, le=10_000, description="scrape/gradcam: run as an array job "
                                "of this many shards (pipeline, unset: from the URL list's size)")
     shard_bytes: int = Field(1_000_000, ge=1, description="pipeline: bytes of URL list per scrape shard")
+    # The sections of a headstart.yaml, which `--spec headstart.yaml` fills (the file may also
+    # set the settings above). Unset: the headstart.yaml beside the dataset, if any.
+    scrape: dict[str, Any] | None = Field(None, description="pipeline: scrape options (use --spec headstart.yaml)")
+    train: dict[str, Any] | None = Field(None, description="pipeline: train options (use --spec headstart.yaml)")
+    evaluate: dict[str, Any] | None = Field(None, description="pipeline: evaluate options (use --spec "
+                                            "headstart.yaml)")
+    gradcam: dict[str, Any] | None = Field(None, description="pipeline: gradcam options (use --spec "
+                                           "headstart.yaml)")
 
 
 def _follow(kind: str, ids: list[str], run_uri: str, region: str | None) -> list[str]:
@@ -61,8 +70,11 @@ def run(spec: SubmitSpec) -> None:
     if spec.what == "pipeline":
         if len(inputs) != 1:
             raise UserError(f"usage: headstart submit pipeline {USAGE['pipeline']}. Received: {inputs}")
+        config = {k: getattr(spec, k) for k in ("scrape", "train", "evaluate", "gradcam")
+                  if getattr(spec, k) is not None}
         done = submit_pipeline(cloud, inputs[0], urls=spec.urls, run=spec.run, name=spec.name,
-                               args=spec.args, shards=spec.shards, shard_bytes=spec.shard_bytes)
+                               args=spec.args, shards=spec.shards, shard_bytes=spec.shard_bytes,
+                               config=config or None)
     else:
         if spec.urls:
             raise UserError(f"--urls applies to `submit pipeline` only; `submit {spec.what}` takes "

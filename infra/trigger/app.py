@@ -7,6 +7,10 @@ object-created events for ``<prefix><name>/urls.csv`` (scrape the URL list, then
 S3 delivers events at least once, so the execution name is derived from the bucket, key and
 version id (or ETag and sequencer when the bucket is unversioned): a duplicate delivery asks
 for the same name, Step Functions refuses it and we treat "already exists" as success.
+
+An optional ``<prefix><name>/headstart.yaml`` carries each job's options (see
+dataset_config.py). It is validated before anything starts: a bad key or value starts no
+execution and writes ``<prefix><name>/_CONFIG_ERROR.json`` saying why.
 """
 from __future__ import annotations
 
@@ -17,7 +21,12 @@ import math
 import os
 import re
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import quote, unquote_plus
+
+try:  # installed as headstart.infra.trigger; in the Lambda this folder is the code root
+    from . import dataset_config
+except ImportError:  # pragma: no cover - the Lambda runtime
+    import dataset_config  # type: ignore[no-redef]
 
 log = logging.getLogger("headstart.trigger")
 log.setLevel(logging.INFO)
@@ -44,29 +53,55 @@ def execution_name(dataset: str, bucket: str, key: str, version: str) -> str:
     return f"{readable}-{digest}"
 
 
+def _merge_env(*layers: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Environment lists merged by name, later layers winning (Batch wants unique names)."""
+    merged: dict[str, str] = {}
+    for layer in layers:
+        merged.update({e["Name"]: e["Value"] for e in layer})
+    return [{"Name": k, "Value": v} for k, v in sorted(merged.items())]
+
+
+# Options of the scrape section that scrape-merge takes too (its split settings).
+MERGE_OPTIONS = ("valid_fraction", "test_fraction", "seed", "min_success", "on_conflict")
+
+
 def pipeline_input(bucket: str, dataset_name: str, run_prefix: str, dataset_uri: str,
                    urls_uri: str | None = None, shards: int = 1,
                    train_environment: list[dict[str, str]] | None = None,
-                   images_uri: str | None = None) -> dict[str, Any]:
+                   images_uri: str | None = None,
+                   sections: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The state machine's input (see infra/statemachine/pipeline.asl.json).
 
     Outputs go to ``s3://<bucket>/<run_prefix>/{model,eval,gradcam}``; a failure is recorded
-    at ``<run_prefix>/_PIPELINE_FAILURE.json`` in the stack's bucket.
+    at ``<run_prefix>/_PIPELINE_FAILURE.json`` in the stack's bucket. ``sections`` are the
+    validated headstart.yaml sections (default: the pipeline defaults); each job gets its own
+    as ``environment.<job>``; ``train_environment`` (``submit --args``) wins over the config.
     """
     run_prefix = run_prefix.strip("/")
     run_uri = f"s3://{bucket}/{run_prefix}"
+    sections = dataset_config.sections({}) if sections is None else sections
+    env = {job: dataset_config.environment(sections.get(job, {}))
+           for job in ("scrape", "train", "evaluate", "gradcam")}
+    merge = {k: v for k, v in sections.get("scrape", {}).items() if k in MERGE_OPTIONS}
+    env["scrape_array"] = _merge_env(env["scrape"], [{"Name": "HEADSTART_SHARD_COUNT", "Value": str(int(shards))}])
+    env["scrape_merge"] = dataset_config.environment(merge)
+    env["train"] = _merge_env(env["train"], list(train_environment or []))
+    failure_source = None
+    if dataset_uri.startswith("s3://"):
+        src_bucket, _, key = dataset_uri[len("s3://"):].partition("/")
+        failure_source = f"{src_bucket}/{quote(key.rstrip('/') + '/_FAILURE.json')}"
     return {
         "name": dataset_name,
         "run_prefix": run_prefix,
         "urls": urls_uri,
         "shards": int(shards),
-        "shard_count": str(int(shards)),
         "dataset": dataset_uri,
         "model": f"{run_uri}/model",
         "evaluation": f"{run_uri}/eval",
         "gradcam": f"{run_uri}/gradcam",
         "images": images_uri or dataset_uri,
-        "train_environment": list(train_environment or []),
+        "environment": env,
+        "scrape_failure_source": failure_source,
     }
 
 
@@ -80,8 +115,18 @@ def parse_upload(bucket: str, key: str, prefix: str) -> tuple[str, str] | None:
     return name, marker
 
 
-def input_for_record(record: dict[str, Any], prefix: str,
-                     shard_bytes: int = DEFAULT_SHARD_BYTES) -> tuple[str, dict[str, Any]] | None:
+def upload_of(record: dict[str, Any], prefix: str) -> tuple[str, str, str, str] | None:
+    """(bucket, key, dataset name, marker) of an ObjectCreated record, or None to ignore it."""
+    if not str(record.get("eventName", "")).startswith("ObjectCreated:"):
+        return None
+    bucket = record["s3"]["bucket"]["name"]
+    key = unquote_plus(record["s3"]["object"]["key"])  # event keys are URL-encoded
+    parsed = parse_upload(bucket, key, prefix)
+    return None if parsed is None else (bucket, key, *parsed)
+
+
+def input_for_record(record: dict[str, Any], prefix: str, shard_bytes: int = DEFAULT_SHARD_BYTES,
+                     sections: dict[str, dict[str, Any]] | None = None) -> tuple[str, dict[str, Any]] | None:
     """(execution name, pipeline input) for one S3 event record, or None to ignore it."""
     if not str(record.get("eventName", "")).startswith("ObjectCreated:"):
         return None
@@ -100,9 +145,9 @@ def input_for_record(record: dict[str, Any], prefix: str,
     folder = f"s3://{bucket}/{prefix}{name}"
     if marker == URLS_FILE:
         body = pipeline_input(bucket, name, run_prefix, f"{folder}/images", urls_uri=f"{folder}/{URLS_FILE}",
-                              shards=shards_for(int(obj.get("size", 0)), shard_bytes))
+                              shards=shards_for(int(obj.get("size", 0)), shard_bytes), sections=sections)
     else:
-        body = pipeline_input(bucket, name, run_prefix, folder)
+        body = pipeline_input(bucket, name, run_prefix, folder, sections=sections)
     return run_id, body
 
 
@@ -118,19 +163,57 @@ def start(client: Any, state_machine_arn: str, name: str, body: dict[str, Any]) 
         return "duplicate"
 
 
-def handler(event: dict[str, Any], context: Any = None, client: Any = None) -> dict[str, Any]:
-    """Lambda entry point: one execution per new urls.csv / _READY upload."""
+def dataset_sections(s3: Any, bucket: str, prefix: str, name: str) -> tuple[dict[str, Any] | None, list[str]]:
+    """(sections, problems) of ``<prefix><name>/headstart.yaml``; no file: the defaults.
+
+    Problems are also written to ``<prefix><name>/_CONFIG_ERROR.json``; a valid config
+    removes a stale error file.
+    """
+    key = f"{prefix}{name}/{dataset_config.CONFIG_FILE}"
+    error_key = f"{prefix}{name}/{dataset_config.ERROR_FILE}"
+    try:
+        text = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+    except s3.exceptions.NoSuchKey:
+        return dataset_config.sections({}), []
+    except UnicodeDecodeError:
+        text = None
+    try:
+        if text is None:
+            raise ValueError(f"{key} is not UTF-8 text")
+        config = dataset_config.parse(text, key)
+        problems = dataset_config.validate(config)
+    except ValueError as exc:
+        config, problems = {}, [str(exc)]
+    if problems:
+        record = dataset_config.error_record(f"s3://{bucket}/{key}", problems)
+        s3.put_object(Bucket=bucket, Key=error_key, Body=json.dumps(record, indent=1).encode(),
+                      ContentType="application/json")
+        log.error("%s (written to s3://%s/%s)", record["message"], bucket, error_key)
+        return None, problems
+    s3.delete_object(Bucket=bucket, Key=error_key)  # no-op when there is none
+    return dataset_config.sections(config), []
+
+
+def handler(event: dict[str, Any], context: Any = None, client: Any = None, s3: Any = None) -> dict[str, Any]:
+    """Lambda entry point: one execution per new urls.csv / _READY upload with a valid config."""
     import boto3  # the Lambda runtime provides it
 
     client = client or boto3.client("stepfunctions")
+    s3 = s3 or boto3.client("s3")
     state_machine = os.environ["STATE_MACHINE_ARN"]
     prefix = os.environ.get("TRIGGER_PREFIX", "datasets/")
     shard_bytes = int(os.environ.get("SHARD_BYTES", DEFAULT_SHARD_BYTES))
-    outcome = {"started": 0, "duplicate": 0, "ignored": 0}
+    outcome = {"started": 0, "duplicate": 0, "ignored": 0, "invalid": 0}
     for record in event.get("Records", []):
-        found = input_for_record(record, prefix, shard_bytes)
-        if found is None:
+        upload = upload_of(record, prefix)
+        if upload is None:
             outcome["ignored"] += 1
+            continue
+        bucket, _, name, _ = upload
+        sections, problems = dataset_sections(s3, bucket, prefix, name)
+        found = None if problems else input_for_record(record, prefix, shard_bytes, sections)
+        if found is None:
+            outcome["invalid" if problems else "ignored"] += 1
             continue
         outcome[start(client, state_machine, *found)] += 1
     return outcome

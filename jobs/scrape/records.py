@@ -17,10 +17,8 @@ import json
 import logging
 import os
 import resource
-import tempfile
 import time
-from contextlib import contextmanager
-from pathlib import Path
+from contextlib import ExitStack, contextmanager
 from typing import Iterator
 
 from headstart.shared.storage.store import Store
@@ -108,21 +106,11 @@ def merged_records(store: Store, keys: list[str]) -> Iterator[Iterator[dict]]:
     """All records of ``keys`` in index order (a k-way merge of sorted parts kept on local disk,
     so memory does not grow with the number of URLs); a repeated index is yielded once."""
     _allow_open_files(len(keys) + 64)
-    with tempfile.TemporaryDirectory(prefix="headstart-scrape-") as tmp:
-        paths = []
-        local = store.local_path()
-        for n, key in enumerate(keys):
-            if local is not None:
-                paths.append(local / key)
-            else:
-                paths.append(store.download_file(key, Path(tmp) / f"{n:06d}.csv"))
-        handles = [open(p, newline="", encoding="utf-8") for p in paths]
-        try:
-            streams = [csv.DictReader(h) for h in handles]
-            yield _unique(heapq.merge(*streams, key=lambda r: int(r["index"])))
-        finally:
-            for h in handles:
-                h.close()
+    with ExitStack() as stack:  # local copies (S3: downloads) and open files, closed on exit
+        paths = [stack.enter_context(store.local_copy(key)) for key in keys]
+        handles = [stack.enter_context(open(p, newline="", encoding="utf-8")) for p in paths]
+        streams = [csv.DictReader(h) for h in handles]
+        yield _unique(heapq.merge(*streams, key=lambda r: int(r["index"])))
 
 
 def _allow_open_files(needed: int) -> None:

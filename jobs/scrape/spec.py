@@ -7,6 +7,8 @@ from pydantic import Field, model_validator
 
 from headstart.shared.net.fetch import USER_AGENT
 from headstart.shared.data.sharding import ShardSpec
+from headstart.shared.data.imageprep import PrepOptions
+from headstart.shared.data.splits import check_fractions
 from headstart.shared.runtime.specs import JobSpec
 
 class SplitSettings(JobSpec):
@@ -22,10 +24,8 @@ class SplitSettings(JobSpec):
                              "first URL, or drop it")
 
     @model_validator(mode="after")
-    def _fractions(self) -> "SplitSettings":
-        if self.valid_fraction + self.test_fraction >= 1:
-            raise ValueError("valid_fraction + test_fraction must be below 1, got "
-                             f"{self.valid_fraction} + {self.test_fraction}")
+    def _fractions(self) -> SplitSettings:
+        check_fractions(self.valid_fraction, self.test_fraction)
         return self
 
 
@@ -44,16 +44,23 @@ class ScrapeSpec(SplitSettings, ShardSpec):
     backoff: float = Field(0.5, ge=0, le=60, description="seconds before the first retry (doubles)")
     max_redirects: int = Field(5, ge=0, le=20, description="redirects followed per URL")
     max_bytes: int = Field(16 * 2**20, ge=1024, description="largest download in bytes")
-    max_pixels: int = Field(50_000_000, ge=1, description="refuse images with more pixels, "
-                            "checked before decoding (decompression bombs)")
-    min_side: int = Field(32, ge=1, description="refuse images whose shorter side is smaller")
+    max_pixels: int = Field(PrepOptions.max_pixels, ge=1, description="refuse images with more "
+                            "pixels, checked before decoding (decompression bombs)")
+    decode_budget_mpx: float = Field(64.0, gt=0, le=10_000, description="megapixels decoded at "
+                                     "once across all downloads: bounds decode memory (measured "
+                                     "~10-12 bytes per pixel at peak, so 64 -> ~0.8 GB; an image "
+                                     "above it decodes alone)")
+    min_side: int = Field(PrepOptions.min_side, ge=1, description="refuse images whose shorter side is smaller")
     resize: int | None = Field(None, ge=8, le=16384, description="shrink so the longest side is "
                                "at most this many pixels (keeps the ratio; implies JPEG)")
     reencode: bool = Field(False, description="store every image as JPEG")
-    jpeg_quality: int = Field(90, ge=1, le=100, description="JPEG quality when re-encoding")
+    jpeg_quality: int = Field(PrepOptions.jpeg_quality, ge=1, le=100, description="JPEG quality when re-encoding")
     user_agent: str = Field(USER_AGENT, description="User-Agent header sent with every request")
     allow_loopback: list[str] = Field(default_factory=list, description="HOST:PORT loopback "
                                       "endpoints to allow (tests and local demos ONLY)")
+    overwrite: bool = Field(False, description="scrape into an --out that holds files no scrape "
+                            "wrote; files in its train/valid/test folders that the scrape does "
+                            "not place are then deleted")
     checkpoint_every: int = Field(1000, ge=1, description="URLs per progress record (resume unit)")
 
 
@@ -66,3 +73,8 @@ class MergeSpec(JobSpec):
     seed: int | None = Field(None, description="seed of the stratified split")
     min_success: float | None = Field(None, ge=0, le=1, description="minimum success rate")
     on_conflict: Literal["first", "drop"] | None = Field(None, description="first | drop")
+
+    @model_validator(mode="after")
+    def _fractions(self) -> MergeSpec:
+        check_fractions(self.valid_fraction, self.test_fraction)  # the merge rechecks the sum
+        return self

@@ -33,11 +33,10 @@ def _request(spec: TrainSpec, budget_s: float):
     if given & {"backbone", "weights", "image_size"}:  # the user's own backbone competes too
         size = resolve_size(get_info(spec.backbone), spec.image_size)
         extra = [Candidate(spec.backbone, size, spec.weights)]
-    split = SplitConfig(spec.valid_fraction, spec.test_fraction, spec.seed, spec.max_per_label,
-                        spec.min_per_label)
-    return AutoRequest(spec.dataset, split, parse_candidates(spec.candidates, extra), budget_s,
-                       spec.batch_size or 32, spec.label_smoothing, spec.fine_tune_epochs, spec.min_side,
-                       spec.max_pixels, {k: getattr(spec, k) for k in PINNABLE if k in given})
+    return AutoRequest.from_spec(
+        spec, split=SplitConfig.from_spec(spec), candidates=parse_candidates(spec.candidates, extra),
+        budget_s=budget_s, batch_size=spec.batch_size or 32,  # train size unknown yet: the full-data default
+        pinned={k: getattr(spec, k) for k in PINNABLE if k in given})
 
 
 def _choose(spec: TrainSpec, out: RunOutput, fp: str, t_start: float) -> tuple[dict, str]:

@@ -8,12 +8,15 @@ import time
 
 import numpy as np
 
+from headstart.jobs.train.run import TrainRun
 from headstart.jobs.train.spec import TrainSpec
 from headstart.shared.data.datasets import SplitConfig, check_label_sizes, discover
+from headstart.shared.runtime import preflight
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.data.loading import load_split
 from headstart.shared.storage.manifest import RunOutput, is_published
-from headstart.shared.runtime.runner import STOP
+from headstart.shared.runtime.stop import STOP
+from headstart.shared.runtime.summary import Summary
 from headstart.shared.storage.store import open_store
 
 log = logging.getLogger("headstart.train")
@@ -40,17 +43,16 @@ def _prepare_output(spec: TrainSpec, fp: str) -> RunOutput | None:
             raise UserError(f"{spec.out!r} already holds a published run of a different spec; "
                             "pass --overwrite or choose another --out")
     if spec.overwrite:
+        from headstart.shared.model.checkpoints import CheckpointStore  # training follows: TF is due
+
         out.unpublish()
-        for key in list(out.store.list("checkpoint")):
-            out.store.delete(key)
+        CheckpointStore(out.store, fp).clear()
     out.store.delete("_FAILURE.json")
     return out
 
 
 def _load(spec: TrainSpec, size: int):
-    cfg = SplitConfig(spec.valid_fraction, spec.test_fraction, spec.seed, spec.max_per_label,
-                      spec.min_per_label)
-    index = discover(spec.dataset, cfg)
+    index = discover(spec.dataset, SplitConfig.from_spec(spec))
     if spec.exclude:  # the keep-list of `headstart audit`
         from headstart.shared.audit.keeplist import apply_exclude
 
@@ -66,17 +68,24 @@ def _load(spec: TrainSpec, size: int):
     return index, splits
 
 
-def train(spec: TrainSpec) -> None:
+def train(spec: TrainSpec) -> Summary:
     """Run the train job described by ``spec``."""
     from headstart.shared.model.backbones import get_info, resolve_size
 
     t_start = time.monotonic()
     info = get_info(spec.backbone)  # argument checks first: fail before touching data
     size = resolve_size(info, spec.image_size)
+    preflight.check_input(spec.dataset, "dataset")
+    preflight.check_output(spec.out)
+    if not spec.auto:  # auto checks each candidate's weights itself
+        preflight.check_backbone(spec.backbone, spec.weights, size)
     fp = fingerprint(spec)
     out = _prepare_output(spec, fp)
     if out is None:
-        return
+        from headstart.jobs.train.outputs import run_summary
+
+        done = open_store(spec.out)
+        return run_summary(done.uri, json.loads(done.read_text("manifest.json")).get("metrics", {}))
     STOP.cooperative = True  # SIGTERM now waits for a batch end and keeps the checkpoint
     if spec.auto:  # resolve into concrete parameters (auto off); evidence in auto.json
         from headstart.jobs.train.autostep import resolve_auto
@@ -92,11 +101,11 @@ def train(spec: TrainSpec) -> None:
 
         spec = spec.model_copy(update={"batch_size": default_batch_size(len(splits["train"]))})
         log.info("batch size %d for %d training images", spec.batch_size, len(splits["train"]))
-    _fit_and_write(spec, out, info, size, index, splits, fp, {"decode_s": decode_s, "start": t_start})
+    return _fit_and_write(TrainRun(spec=spec, out=out, fingerprint=fp, index=index, splits=splits,
+                            decode_s=decode_s, started=t_start), info, size)
 
 
-def _fit_and_write(spec: TrainSpec, out: RunOutput, info, size: int, index, splits: dict,
-                   fp: str, timing: dict) -> None:
+def _fit_and_write(run: TrainRun, info, size: int) -> Summary:
     """Build the classifier, run the recipe (resuming from checkpoints), write the outputs."""
     from headstart.shared.model import recipe
     from headstart.shared.model.backbones import build_backbone
@@ -106,6 +115,7 @@ def _fit_and_write(spec: TrainSpec, out: RunOutput, info, size: int, index, spli
     from headstart.shared.model.training import class_weight_list
     import keras
 
+    spec, out, fp, index = run.spec, run.out, run.fingerprint, run.index
     keras.utils.set_random_seed(spec.seed)
     strategy = get_strategy()
     with strategy.scope():
@@ -116,15 +126,27 @@ def _fit_and_write(spec: TrainSpec, out: RunOutput, info, size: int, index, spli
     if state and state.get("fingerprint") != fp:
         raise UserError(f"{spec.out!r} holds a checkpoint of a different spec; pass --overwrite "
                         "or choose another --out")
-    cfg = recipe.RecipeConfig(spec.epochs, spec.batch_size, spec.learning_rate, spec.patience,
-                              spec.label_smoothing, spec.fast_path, spec.augment_views,
-                              spec.fine_tune_layers, spec.fine_tune_epochs, spec.fine_tune_lr,
-                              spec.seed, spec.cache_dir, class_weight_list(spec.class_weights, index.labels),
-                              spec.recipe)
+    cfg = recipe.RecipeConfig.from_spec(spec, class_weights=class_weight_list(spec.class_weights, index.labels))
     with strategy.scope():  # optimizer state lives with the replicas on several GPUs
-        result = recipe.fit(clf, splits, cfg, ckpt)
+        result = recipe.fit(clf, run.splits, cfg, ckpt)
     from headstart.jobs.train.outputs import write_outputs
 
-    write_outputs(spec, out, clf, index, splits, result, timing, fp)
-    for key in list(out.store.list("checkpoint")):
-        out.store.delete(key)
+    summary = write_outputs(run, clf, result)
+    ckpt.clear()  # published: the run no longer needs its resume state
+    _remove_empty_folders(out.store, "checkpoint")
+    return summary
+
+
+def _remove_empty_folders(store, prefix: str) -> None:
+    """A published local run has no empty ``checkpoint/`` folder (S3 has no folders)."""
+    import os
+
+    local = store.local_path()
+    root = local / prefix if local is not None else None
+    if root is None or not root.is_dir():
+        return
+    for path, _dirs, _files in sorted(os.walk(root), key=lambda t: -len(t[0])):
+        try:
+            os.rmdir(path)
+        except OSError:  # not empty: something else lives there; leave it
+            pass

@@ -14,15 +14,18 @@ import random
 from dataclasses import dataclass, field
 
 from headstart.shared.data import splits as splitting
+from headstart.shared.runtime.config import FromSpec
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.storage.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "valid", "test")
+SPLITS = splitting.SPLITS
 # Files that live in dataset folders but are not images (reports written by our own jobs).
 _IGNORED_NAMES = {"manifest.json", "_FAILURE.json", "scrape_report.csv", "scrape_summary.json",
                   "spec.yaml", "README.md", "README.txt", "LICENSE", "LICENSE.txt"}
+
+_OWN_FOLDERS = {"_scrape", "checkpoint"}
 
 
 @dataclass(frozen=True)
@@ -43,20 +46,26 @@ class DatasetIndex:
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
         for split, items in self.splits.items():
-            per = {label: 0 for label in self.labels}
+            per = dict.fromkeys(self.labels, 0)
             for item in items:
                 per[item.label] += 1
             out[split] = per
         return out
 
 
-@dataclass(frozen=True)
-class SplitConfig:
+@dataclass(frozen=True, kw_only=True)
+class SplitConfig(FromSpec):
+    """How a dataset is split and capped. These defaults are the train spec's too (its fields
+    take them from here); jobs build it with ``SplitConfig.from_spec(spec)``."""
+
     valid_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int = 1337
     max_per_label: int | None = None
     min_per_label: int = 2
+
+    def __post_init__(self) -> None:
+        splitting.check_fractions(self.valid_fraction, self.test_fraction)
 
     def required_per_label(self) -> int:
         """Images a label needs so a flat dataset puts at least one in every split."""
@@ -75,7 +84,10 @@ def check_label_sizes(counts: dict[str, int], needed: int, where: str) -> None:
 def _is_candidate(key: str) -> bool:
     parts = key.split("/")
     # Hidden folders too: a local store never lists them, so S3 must not either.
-    return not any(p.startswith(".") for p in parts) and parts[-1] not in _IGNORED_NAMES
+    # Our own working folders (the scrape job's ``_scrape/`` records and objects, a run's
+    # ``checkpoint/``) sit beside the labels and are never images of a label.
+    return (not any(p.startswith(".") for p in parts) and parts[-1] not in _IGNORED_NAMES
+            and parts[0] not in _OWN_FOLDERS)
 
 
 def _list_keys(store: Store, uri: str) -> tuple[list[str], set[str]]:
@@ -214,7 +226,7 @@ def discover(uri: str, config: SplitConfig = SplitConfig()) -> DatasetIndex:
     else:
         layout, splits = "flat", _flat_splits(keys, store, uri, config)
     labels = _check_labels(splits, uri)
-    train_counts = {label: 0 for label in labels}
+    train_counts = dict.fromkeys(labels, 0)
     for item in splits["train"]:
         train_counts[item.label] += 1
     check_label_sizes(train_counts, 1 if layout == "flat" else config.min_per_label, f"{uri} train/")

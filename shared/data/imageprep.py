@@ -2,7 +2,9 @@
 
 :func:`prepare_image` runs in a worker process or thread away from the network loop. It
 sniffs the content (never the extension or ``Content-Type``), refuses decompression bombs
-from the header *before* decoding, decodes fully (catching truncation), and returns the bytes
+from the header *before* decoding, decodes fully through the one decode path
+(:func:`~headstart.shared.data.images.decode_image`: truncation and JPEG decode bombs caught,
+EXIF orientation applied, so re-encoded images are stored upright), and returns the bytes
 to store plus their hashes. The content id is the SHA-256 of the *downloaded* bytes, so the
 same download is stored once however often, and under whichever label, it appears.
 """
@@ -10,17 +12,20 @@ from __future__ import annotations
 
 import hashlib
 import io
-import warnings
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image
 
-from headstart.shared.data.images import EXTENSIONS, ImageRejected, inspect_image, resize_longest
+from headstart.shared.runtime.config import FromSpec
+from headstart.shared.data.images import (EXTENSIONS, ImageRejected, decode_image, inspect_image,
+                                          resize_longest)
 
 
-@dataclass(frozen=True)
-class PrepOptions:
-    """Checks and transforms applied to every image."""
+@dataclass(frozen=True, kw_only=True)
+class PrepOptions(FromSpec):
+    """Checks and transforms applied to every image. The scrape spec takes its defaults from
+    here; jobs build it with ``PrepOptions.from_spec(spec)``."""
 
     max_pixels: int = 50_000_000
     min_side: int = 32
@@ -44,25 +49,9 @@ class Prepared:
     stored_sha256: str = ""
 
 
-def _decode(data: bytes, target: int | None) -> Image.Image:
-    """Decode fully; when shrinking a JPEG, ``draft`` decodes straight at 1/2, 1/4 or 1/8
-    scale (DCT scaling: several times faster) while staying at least the final size."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        img = Image.open(io.BytesIO(data))
-        if target is not None and img.format == "JPEG":
-            scale = target / max(img.size)
-            if scale < 1:
-                img.draft("RGB", (max(1, int(img.size[0] * scale)), max(1, int(img.size[1] * scale))))
-        img.load()
-    return img
-
-
-def _encode_jpeg(img: Image.Image, quality: int) -> bytes:
-    if img.mode != "RGB":
-        img = img.convert("RGBA").convert("RGB") if "transparency" in img.info else img.convert("RGB")
+def _encode_jpeg(array: np.ndarray, quality: int) -> bytes:
     buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=quality)
+    Image.fromarray(array).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
 
 
@@ -76,15 +65,23 @@ def prepare_image(data: bytes, opts: PrepOptions) -> Prepared:
     except Exception as exc:  # noqa: BLE001 - parsers of hostile bytes raise all sorts
         return Prepared("decode_error", f"unreadable header: {type(exc).__name__}: {exc}", sha=sha)
     out = Prepared("ok", sha=sha, format=info.format, width=info.width, height=info.height)
+    rewrite = opts.resize is not None or opts.reencode
     try:
-        img = _decode(data, opts.resize)
-        if opts.resize is not None:
-            img = resize_longest(img, opts.resize)
-        if opts.resize is not None or opts.reencode:
-            out.data, out.ext = _encode_jpeg(img, opts.jpeg_quality), "jpg"
-        else:
+        # The one decode path: checks, upright, 8-bit RGB. Kept originals are decoded in full
+        # too (scaled, which still reads every coded byte) so truncation is caught here.
+        array = decode_image(data, max_pixels=opts.max_pixels, min_side=opts.min_side,
+                             longest=opts.resize if rewrite else max(opts.min_side, 64))
+        if rewrite:
+            img = Image.fromarray(array)  # upright: the EXIF orientation is in the pixels now
+            if opts.resize is not None:
+                img = resize_longest(img, opts.resize)
+            out.data, out.ext = _encode_jpeg(np.asarray(img), opts.jpeg_quality), "jpg"
+        else:  # the original bytes, EXIF tag included: every reader applies it
             out.data, out.ext = data, EXTENSIONS[info.format]
-    except Exception as exc:  # noqa: BLE001 - a decoder failing on hostile bytes is one bad URL
+    except ImageRejected as exc:
+        return Prepared(exc.status, str(exc), sha=sha, format=info.format, width=info.width,
+                        height=info.height)
+    except Exception as exc:  # noqa: BLE001 - an encoder failing on hostile input is one bad URL
         return Prepared("decode_error", f"corrupt or truncated {info.format}: {exc}", sha=sha,
                         format=info.format, width=info.width, height=info.height)
     out.stored_sha256 = sha if out.data is data else hashlib.sha256(out.data).hexdigest()

@@ -10,9 +10,13 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from headstart.shared.storage.store import Store
 
 # Default limits: shared by dataset loading and scraping.
 MAX_PIXELS = 89_478_485  # Pillow's own bomb threshold (~ 0.25 GiB RGBA)
@@ -70,6 +74,8 @@ def inspect_image(data: bytes, max_pixels: int = MAX_PIXELS, min_side: int = MIN
         raise ImageRejected("too_large", f"decompression bomb refused: {exc}") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise ImageRejected("decode_error", f"unreadable {fmt} header: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - header parsers of hostile bytes raise all sorts
+        raise ImageRejected("decode_error", f"unreadable {fmt} header: {type(exc).__name__}: {exc}") from None
     if width * height > max_pixels:
         raise ImageRejected("too_large", f"{width}x{height} = {width * height} pixels exceeds the "
                                          f"limit of {max_pixels} (decompression bomb guard)")
@@ -78,21 +84,83 @@ def inspect_image(data: bytes, max_pixels: int = MAX_PIXELS, min_side: int = MIN
     return ImageInfo(fmt, width, height)
 
 
-def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> np.ndarray:
-    """Decode to an RGB ``uint8`` array (H, W, 3) after :func:`inspect_image`'s checks.
+@dataclass
+class Skipped:
+    """An image that could not be used, and why (``status`` as :class:`ImageRejected`'s)."""
 
-    The full decode catches truncated files (Pillow only notices at load time).
+    key: str
+    label: str
+    status: str
+    reason: str
+
+
+def shrink_factor(width: int, height: int, target: int | None) -> int:
+    """The largest of 8, 4, 2, 1 that keeps both sides at least ``target`` (1 without one)."""
+    if not target:
+        return 1
+    fits = min(width // target, height // target)
+    return next((f for f in (8, 4, 2) if fits >= f), 1)
+
+
+def decode_image(data: bytes, *, target: int | None = None, max_pixels: int = MAX_PIXELS,
+                 min_side: int = MIN_SIDE, longest: int | None = None) -> np.ndarray:
+    """Decode image bytes to the upright RGB ``uint8`` array (H, W, 3) every job uses.
+
+    This is the one decode path: training, evaluation, the explain jobs, prediction and
+    scrape's re-encoding all call it, and a saved ``model.keras`` applied to its result gives
+    exactly the probabilities the jobs report. In order:
+
+    1. the format is sniffed from the bytes and the header checked (:func:`inspect_image`:
+       ``not_image``, ``too_small``, ``too_large`` before any pixel is decoded); a JPEG's
+       marker structure too (:mod:`headstart.shared.data.jpeg`: more than ``MAX_SCANS``
+       progressive scans is ``too_large``, less coded data than the frame needs is
+       ``decode_error``);
+    2. with ``target`` (the model's input side), a source at least twice ``target`` on both
+       sides is shrunk *while decoding* by 2, 4 or 8, keeping both sides >= ``target``: JPEGs
+       in the DCT domain (libjpeg scaled decode, several times faster), other formats with a
+       box filter; the model's own resize then does the rest;
+    3. the EXIF orientation is applied (a portrait phone photo comes back portrait);
+    4. the pixels become 8-bit RGB as a browser shows them: 16-bit and other high-bit-depth
+       images are scaled (not clipped) to 8 bits, CMYK goes through its ICC profile when it
+       has one, and transparency (RGBA, LA, palette + alpha) is composited onto white.
+
+    Raises :class:`ImageRejected` (``status`` in ``not_image``, ``too_small``,
+    ``too_large``, ``decode_error``); no decoder exception escapes.
     """
-    inspect_image(data, max_pixels, min_side)
+    from headstart.shared.data import pixels
+
+    info = inspect_image(data, max_pixels, min_side)
+    factor = (shrink_factor(max(info.width, info.height), max(info.width, info.height), longest)
+              if longest else shrink_factor(info.width, info.height, target))
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as img:
-                img.load()
-                rgb = img.convert("RGB")
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageRejected("decode_error", f"corrupt or truncated image: {exc}") from None
-    return np.asarray(rgb, dtype=np.uint8)
+        if info.format == "jpeg":
+            pixels.check_jpeg(data, info)
+        return pixels.decode_upright(data, factor, info.format == "jpeg")
+    except ImageRejected:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected("too_large", f"decompression bomb refused: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - parsers of hostile bytes raise all sorts
+        raise ImageRejected("decode_error", f"corrupt or truncated {info.format}: "
+                                            f"{type(exc).__name__}: {exc}") from None
+
+
+def read_image(store: Store, key: str, label: str = "", *, target: int | None = None,
+               max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE,
+               name: str | None = None) -> np.ndarray | Skipped:
+    """Read ``key`` from ``store`` and :func:`decode_image` it: the array, or a
+    :class:`Skipped` record (named ``name`` or ``key``) saying why not. Never raises."""
+    shown = name or key
+    try:
+        data = store.read_bytes(key)
+    except OSError as exc:  # FileNotFoundError included
+        return Skipped(shown, label, "unreadable", str(exc))
+    if len(data) == 0:
+        return Skipped(shown, label, "empty", "file is empty")
+    try:
+        return decode_image(data, target=target, max_pixels=max_pixels, min_side=min_side)
+    except ImageRejected as exc:
+        return Skipped(shown, label, exc.status, str(exc))
 
 
 def resize_longest(img: Image.Image, longest: int) -> Image.Image:
@@ -101,7 +169,7 @@ def resize_longest(img: Image.Image, longest: int) -> Image.Image:
     scale = longest / max(w, h)
     if scale >= 1:
         return img
-    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
+    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BICUBIC)
 
 
 def encode_jpeg(array: np.ndarray, quality: int = 92) -> bytes:

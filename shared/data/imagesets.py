@@ -10,21 +10,20 @@ Images are decoded in chunks, so tens of thousands of images stream through in f
 from __future__ import annotations
 
 import logging
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from PIL import Image
 
 from pydantic import Field
 
+from headstart.shared.runtime.cpus import usable_cpus
 from headstart.shared.data.datasets import SplitConfig, discover
 from headstart.shared.runtime.errors import UserError
-from headstart.shared.data.images import MAX_PIXELS, ImageRejected, decode_image
-from headstart.shared.data.loading import Skipped
+from headstart.shared.data.images import MAX_PIXELS, Skipped, read_image
 from headstart.shared.runtime.specs import JobSpec
 from headstart.shared.storage.store import Store, join, open_store, split_uri
 
@@ -59,10 +58,10 @@ class ImageRef:
 
 @dataclass
 class Chunk:
-    """Decoded images of consecutive refs: model-size and display-size arrays."""
+    """Decoded images of consecutive refs: model-input and display-size arrays."""
 
     refs: list[ImageRef]
-    model: np.ndarray    # (n, size, size, 3) uint8, what the model sees
+    model: np.ndarray    # (n, size, size, 3) float32: the model's own resize of each decoded image
     display: np.ndarray  # (n, d, d, 3) uint8, what overlays are drawn on
     skipped: list[Skipped]
 
@@ -130,45 +129,66 @@ def resolve_images(images: str, split: str = "test", config: SplitConfig = Split
     return [ImageRef(store.uri, k) for k in keys]
 
 
-def _resize(array: np.ndarray, size: int) -> np.ndarray:
+def _display(array: np.ndarray, size: int) -> np.ndarray:
+    """For pictures only (overlays, thumbnails): never what the model sees."""
     if array.shape[:2] == (size, size):
         return array
-    return np.asarray(Image.fromarray(array).resize((size, size), Image.BILINEAR))
+    return np.asarray(Image.fromarray(array).resize((size, size), Image.Resampling.BILINEAR))
 
 
-def _decode(store: Store, ref: ImageRef, sizes: tuple[int, int], min_side: int,
+def _decode(store: Store, ref: ImageRef, model_size: int, display_size: int, resize, min_side: int,
             max_pixels: int) -> tuple[np.ndarray, np.ndarray] | Skipped:
-    label = ref.label or ""
-    try:
-        data = store.read_bytes(ref.key)
-    except OSError as exc:
-        return Skipped(ref.uri, label, "unreadable", str(exc))
-    try:
-        array = decode_image(data, max_pixels=max_pixels, min_side=min_side)
-    except ImageRejected as exc:
-        return Skipped(ref.uri, label, exc.status, str(exc))
-    return _resize(array, sizes[0]), _resize(array, sizes[1])
+    # The model input is exactly the model's resize of decode_image(target=model_size): the
+    # display picture is drawn from the same decode (sides >= model_size), never the reverse.
+    array = read_image(store, ref.key, ref.label or "", target=model_size, max_pixels=max_pixels,
+                       min_side=min_side, name=ref.uri)
+    if isinstance(array, Skipped):
+        return array
+    return resize(array), _display(array, display_size)
+
+
+def image_decoder(model_size: int, display_size: int | None = None, *, model: Any = None,
+                  min_side: int = 8, max_pixels: int = MAX_PIXELS
+                  ) -> Callable[[ImageRef], tuple[np.ndarray, np.ndarray] | Skipped]:
+    """``ref -> (model input, display picture) | Skipped``, safe to call from many threads.
+
+    The model input (float32, ``model_size`` square) is ``model``'s own resize layer (the
+    standard one without a model) applied to ``decode_image(bytes, target=model_size)``: what
+    ``model`` computes from that decoded image. The display picture (``uint8``,
+    ``display_size`` square, default ``model_size``) is for overlays and galleries only."""
+    from headstart.shared.data.modelinput import resizer
+
+    resize = resizer(model_size, model)
+    display = display_size or model_size
+    stores: dict[str, Store] = {}
+
+    def decode(ref: ImageRef) -> tuple[np.ndarray, np.ndarray] | Skipped:
+        store = stores.get(ref.root)
+        if store is None:
+            store = stores.setdefault(ref.root, open_store(ref.root))
+        return _decode(store, ref, model_size, display, resize, min_side, max_pixels)
+
+    return decode
 
 
 def iter_chunks(refs: list[ImageRef], model_size: int, display_size: int | None = None,
-                chunk: int = 256, min_side: int = 8, max_pixels: int = MAX_PIXELS) -> Iterator[Chunk]:
-    """Decode ``refs`` in order, ``chunk`` at a time; unusable files come back as skipped.
-    Without ``display_size`` the display arrays are the model-size ones."""
-    stores: dict[str, Store] = {}
+                chunk: int = 256, min_side: int = 8, max_pixels: int = MAX_PIXELS,
+                model: Any = None) -> Iterator[Chunk]:
+    """Decode ``refs`` in order, ``chunk`` at a time (:func:`image_decoder`); unusable files
+    come back as skipped. Without ``display_size`` the display arrays are model-size pictures."""
+    decode = image_decoder(model_size, display_size, model=model, min_side=min_side,
+                           max_pixels=max_pixels)
     display_size = display_size or model_size
-    workers = min(16, (os.cpu_count() or 2) * 4)  # I/O-bound on remote stores
+    workers = min(16, usable_cpus() * 4)  # I/O-bound on remote stores
     with ThreadPoolExecutor(workers) as pool:
         for start in range(0, len(refs), chunk):
             part = refs[start:start + chunk]
-            for ref in part:
-                stores.setdefault(ref.root, open_store(ref.root))
-            results = list(pool.map(lambda r: _decode(stores[r.root], r, (model_size, display_size),
-                                                      min_side, max_pixels), part))
+            results = list(pool.map(decode, part))
             kept = [(r, res) for r, res in zip(part, results) if not isinstance(res, Skipped)]
             skipped = [res for res in results if isinstance(res, Skipped)]
             for s in skipped:
                 log.warning("skipping %s: %s (%s)", s.key, s.status, s.reason)
-            empty_m = np.zeros((0, model_size, model_size, 3), np.uint8)
+            empty_m = np.zeros((0, model_size, model_size, 3), np.float32)
             empty_d = np.zeros((0, display_size, display_size, 3), np.uint8)
             yield Chunk([r for r, _ in kept],
                         np.stack([m for _, (m, _) in kept]) if kept else empty_m,

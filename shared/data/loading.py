@@ -1,40 +1,33 @@
-"""Decode a split's images into a fixed-size ``uint8`` array, in parallel, keeping failures as data.
+"""Decode a split's images into the model's input array, in parallel, keeping failures as data.
 
-Each file is read through the store, sniffed and checked (:mod:`headstart.shared.data.images`), decoded and
-resized to the model's input size, in a ``tf.data`` pipeline (parallel map, prefetch). Unusable files are skipped and returned with their reason,
-so a run lists every skipped image instead of crashing on the first bad one. Large splits go
-to a memory-mapped file so memory stays flat.
+Each file is read through the store and decoded by the one decode path
+(:func:`headstart.shared.data.images.read_image`, shrunk while decoding towards the input
+size), then resized by the model's own resize layer (:mod:`headstart.shared.data.modelinput`):
+the float32 result is exactly what the saved model feeds its backbone for that file, so
+features, scores and probabilities computed from it equal ``model(decoded image)``. Both
+steps run in a ``tf.data`` pipeline (parallel map, prefetch). Unusable files are skipped and
+returned with their reason, so a run lists every skipped image instead of crashing on the
+first bad one. Large splits go to a memory-mapped file so memory stays flat.
 """
 from __future__ import annotations
 
 import csv
 import io
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
-from PIL import Image
 
+from headstart.shared.runtime.cpus import usable_cpus
 from headstart.shared.data.datasets import Item
-from headstart.shared.data.images import MAX_PIXELS, ImageRejected, decode_image
+from headstart.shared.data.images import MAX_PIXELS, Skipped, read_image
+from headstart.shared.data.scratch import allocate
 from headstart.shared.runtime.logs import Progress
 from headstart.shared.storage.store import Store
 
 log = logging.getLogger(__name__)
 
-# Above this many bytes of pixels, decoded images go to a memory-mapped file on local disk.
-MEMMAP_BYTES = 2 * 1024**3
-
-
-@dataclass
-class Skipped:
-    key: str
-    label: str
-    status: str
-    reason: str
 
 
 @dataclass
@@ -42,7 +35,7 @@ class LoadedSplit:
     """Decoded images of one split: ``images[i]`` has label index ``labels[i]``."""
 
     name: str
-    images: np.ndarray          # (n, size, size, 3) uint8
+    images: np.ndarray          # (n, size, size, 3) float32: the model's resize of each decoded image
     labels: np.ndarray          # (n,) int32
     keys: list[str]
     skipped: list[Skipped] = field(default_factory=list)
@@ -51,57 +44,38 @@ class LoadedSplit:
         return len(self.keys)
 
 
-def _decode_one(store: Store, item: Item, size: int, min_side: int,
-                max_pixels: int) -> np.ndarray | Skipped:
-    try:
-        data = store.read_bytes(item.key)
-    except (OSError, FileNotFoundError) as exc:
-        return Skipped(item.key, item.label, "unreadable", str(exc))
-    if len(data) == 0:
-        return Skipped(item.key, item.label, "empty", "file is empty")
-    try:
-        array = decode_image(data, max_pixels=max_pixels, min_side=min_side)
-    except ImageRejected as exc:
-        return Skipped(item.key, item.label, exc.status, str(exc))
-    if array.shape[0] != size or array.shape[1] != size:
-        array = np.asarray(Image.fromarray(array).resize((size, size), Image.BILINEAR))
-    return array
-
-
-def _allocate(n: int, size: int, cache_dir: str | None) -> np.ndarray:
-    nbytes = n * size * size * 3
-    if nbytes < MEMMAP_BYTES:
-        return np.empty((n, size, size, 3), dtype=np.uint8)
-    directory = cache_dir or tempfile.gettempdir()
-    os.makedirs(directory, exist_ok=True)
-    fd, path = tempfile.mkstemp(prefix="images-", suffix=".npy", dir=directory)
-    os.close(fd)
-    log.info("decoding %d images (%.1f GiB) into memory-mapped %s", n, nbytes / 1024**3, path)
-    return np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
 
 
 def _decoded(store: Store, items: list[Item], size: int, min_side: int, max_pixels: int,
-             workers: int) -> Iterator[np.ndarray | Skipped]:
-    """Decode in a ``tf.data`` pipeline: parallel reads + decodes, in order, prefetched.
+             workers: int, model: Any = None) -> Iterator[np.ndarray | Skipped]:
+    """Decode + resize in a ``tf.data`` pipeline: parallel reads and decodes, in order, prefetched.
 
     Pillow and the store's I/O release the GIL, so the pipeline's threads overlap both; a
     failure travels beside its (empty) slot and comes back as a :class:`Skipped` record.
     """
     import tensorflow as tf
 
+    from headstart.shared.data.modelinput import model_resize
+
     failures: dict[int, Skipped] = {}
-    empty = np.zeros((size, size, 3), dtype=np.uint8)
+    empty = np.zeros((1, 1, 3), dtype=np.uint8)
+    layer = model_resize(model, size)
 
     def decode(i: np.int64) -> np.ndarray:
-        result = _decode_one(store, items[int(i)], size, min_side, max_pixels)
+        item = items[int(i)]
+        result = read_image(store, item.key, item.label, target=size, max_pixels=max_pixels,
+                            min_side=min_side)
         if isinstance(result, Skipped):
             failures[int(i)] = result
             return empty
         return result
 
+    def load(i):
+        image = tf.ensure_shape(tf.numpy_function(decode, [i], tf.uint8, stateful=False), [None, None, 3])
+        return layer(tf.cast(image, tf.float32)[None])[0]  # the model's own resize, in float
+
     ds = tf.data.Dataset.range(len(items)).map(
-        lambda i: tf.numpy_function(decode, [i], tf.uint8, stateful=False),
-        num_parallel_calls=workers, deterministic=True).prefetch(tf.data.AUTOTUNE)
+        load, num_parallel_calls=workers, deterministic=True).prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.threading.private_threadpool_size = workers  # I/O-bound on remote stores
     for i, array in enumerate(ds.with_options(options).as_numpy_iterator()):
@@ -110,16 +84,19 @@ def _decoded(store: Store, items: list[Item], size: int, min_side: int, max_pixe
 
 def load_split(store: Store, name: str, items: list[Item], labels: list[str], size: int,
                min_side: int = 8, max_pixels: int = MAX_PIXELS, workers: int | None = None,
-               cache_dir: str | None = None) -> LoadedSplit:
-    """Decode ``items`` into a :class:`LoadedSplit`, skipping unusable files with a reason."""
+               cache_dir: str | None = None, model: Any = None) -> LoadedSplit:
+    """Decode ``items`` into a :class:`LoadedSplit`, skipping unusable files with a reason.
+
+    Images are resized by ``model``'s own resize layer when given (a trained model, whatever
+    its settings), else by the standard one every new model is built with."""
     index = {label: i for i, label in enumerate(labels)}
-    out = _allocate(len(items), size, cache_dir)
+    out = allocate((len(items), size, size, 3), np.float32, cache_dir, "images")
     kept_labels: list[int] = []
     keys: list[str] = []
     skipped: list[Skipped] = []
-    workers = workers or min(16, (os.cpu_count() or 2) * 4)
+    workers = workers or min(16, usable_cpus() * 4)
     progress = Progress(len(items), f"decode {name}", "img", log)
-    for item, result in zip(items, _decoded(store, items, size, min_side, max_pixels, workers)):
+    for item, result in zip(items, _decoded(store, items, size, min_side, max_pixels, workers, model)):
         if isinstance(result, Skipped):
             skipped.append(result)
             log.warning("skipping %s: %s (%s)", item.key, result.status, result.reason)
@@ -133,12 +110,17 @@ def load_split(store: Store, name: str, items: list[Item], labels: list[str], si
     return LoadedSplit(name, out[: len(keys)], np.asarray(kept_labels, dtype=np.int32), keys, skipped)
 
 
-def skipped_csv(splits: Iterable[LoadedSplit]) -> str:
-    """One CSV row per skipped file: split, key, label, status, reason."""
+SKIPPED_COLUMNS = ("split", "key", "label", "status", "reason")
+
+
+def skipped_csv(groups: Mapping[str | None, Iterable[Skipped]]) -> str:
+    """Every job's ``skipped.csv``: one row per skipped file under :data:`SKIPPED_COLUMNS`,
+    ``csv``-quoted (keys and reasons hold commas, quotes and newlines). ``groups`` maps a
+    split name (None: the images were not from a dataset split) to its skipped files."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["split", "key", "label", "status", "reason"])
-    for split in splits:
-        for s in split.skipped:
-            writer.writerow([split.name, s.key, s.label, s.status, s.reason])
+    writer.writerow(SKIPPED_COLUMNS)
+    for split, skipped in groups.items():
+        for s in skipped:
+            writer.writerow([split or "", s.key, s.label or "", s.status, s.reason])
     return buf.getvalue()

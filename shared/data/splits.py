@@ -16,14 +16,21 @@ from headstart.shared.runtime.errors import UserError
 SPLITS = ("train", "valid", "test")
 
 
-def check_fractions(valid_fraction: float, test_fraction: float) -> None:
-    """Raise :class:`UserError` unless both fractions are in [0, 1) and leave room for train."""
-    for name, value in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
-        if not 0 <= value < 1:
-            raise UserError(f"{name} must be in [0, 1). Received: {name}={value}")
-    if valid_fraction + test_fraction >= 1:
-        raise UserError("valid_fraction + test_fraction must be below 1 to leave a training split. "
-                        f"Received: {valid_fraction} + {test_fraction}")
+class FractionError(UserError, ValueError):
+    """Bad split fractions. A ``ValueError`` too, so a spec's validator reports it as its own."""
+
+
+def check_fractions(valid_fraction: float | None, test_fraction: float | None) -> None:
+    """The one split-fraction rule (every spec and :func:`stratified_split` use it): each
+    fraction in [0, 1) and together below 1, so train keeps a share. ``None`` (not given
+    yet) counts as 0. Raises :class:`FractionError`."""
+    pairs = (("valid_fraction", valid_fraction), ("test_fraction", test_fraction))
+    for name, value in pairs:
+        if value is not None and not 0 <= value < 1:
+            raise FractionError(f"{name} must be in [0, 1). Received: {name}={value}")
+    if (valid_fraction or 0) + (test_fraction or 0) >= 1:
+        raise FractionError("valid_fraction + test_fraction must be below 1 to leave a training "
+                            f"split. Received: {valid_fraction} + {test_fraction}")
 
 
 def split_sizes(n: int, valid_fraction: float, test_fraction: float) -> tuple[int, int, int]:

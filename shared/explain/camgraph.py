@@ -20,11 +20,10 @@ from typing import Any
 import keras
 import numpy as np
 
+from headstart.shared.model.classifier import BACKBONE_LAYER
 from headstart.shared.runtime.errors import UserError
 
 log = logging.getLogger(__name__)
-
-BACKBONE_LAYER = "backbone"
 
 
 def _is_spatial(layer: keras.layers.Layer) -> bool:

@@ -21,7 +21,7 @@ import numpy as np
 from headstart.shared.explain.camgraph import CamGraph
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.runtime.logs import Progress
-from headstart.shared.runtime.runner import STOP
+from headstart.shared.runtime.stop import STOP
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,17 @@ import numpy as np
 
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.runtime.logs import Progress
-from headstart.shared.runtime.runner import STOP
+from headstart.shared.runtime.stop import STOP
 
 log = logging.getLogger(__name__)
 
 POOL_LAYER = "head_pool"
 BLOCK_BYTES = 64 * 2**20
+# Similarities closer than this are ties, broken by index. One image's similarity to two
+# identical others comes out of BLAS a few ulps apart, and differently for different block
+# shapes, so ordering by the raw value would make neighbours depend on the block size.
+TIE_TOLERANCE = 1e-5
+TIE_MARGIN = 8  # extra top-k candidates, so ties at the k-th place are all considered
 
 
 def embedder(model):
@@ -61,7 +66,9 @@ class Pairs:
 
     def trim(self) -> None:
         self.items.sort(key=lambda t: (-t[2], t[0], t[1]))
-        del self.items[self.limit:]
+        groups = tie_groups(np.asarray([t[2] for t in self.items], np.float64)).tolist()
+        ranked = sorted(zip(groups, self.items), key=lambda gt: (gt[0], gt[1][0], gt[1][1]))
+        self.items = [t for _, t in ranked[: self.limit]]
 
 
 @dataclass
@@ -77,11 +84,23 @@ def block_rows(n: int, block_bytes: int = BLOCK_BYTES) -> int:
     return max(1, min(n, block_bytes // (4 * max(n, 1))))
 
 
+def tie_groups(desc: np.ndarray) -> np.ndarray:
+    """Tie-group ids along the last axis of values sorted in descending order: a new group
+    starts where a value is more than :data:`TIE_TOLERANCE` below the one before it."""
+    gaps = (desc[..., :-1] - desc[..., 1:]) > TIE_TOLERANCE
+    first = np.zeros(desc.shape[:-1] + (1,), np.int64)
+    return np.concatenate([first, np.cumsum(gaps, axis=-1)], axis=-1)
+
+
 def _topk(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` most similar columns per row, best first, ties (within the tolerance) by index."""
     n = sims.shape[1]
-    idx = np.argpartition(sims, n - k, axis=1)[:, n - k:]  # no negated copy of the block
+    m = min(n, k + TIE_MARGIN)
+    idx = np.argpartition(sims, n - m, axis=1)[:, n - m:]  # no negated copy of the block
     part = np.take_along_axis(sims, idx, axis=1)
-    order = np.argsort(-part, axis=1, kind="stable")
+    desc = np.argsort(-part, axis=1, kind="stable")
+    idx, part = np.take_along_axis(idx, desc, axis=1), np.take_along_axis(part, desc, axis=1)
+    order = np.lexsort((idx, tie_groups(part)), axis=-1)[:, :k]
     return np.take_along_axis(idx, order, axis=1), np.take_along_axis(part, order, axis=1)
 
 
@@ -100,6 +119,7 @@ def scan(embeddings: np.ndarray, k: int = 5, duplicate_threshold: float = 0.98,
     if groups is not None:  # small integer codes: cheap to compare block-wide
         groups = np.unique(np.asarray(groups), return_inverse=True)[1].astype(np.int32)
     progress = Progress(n, "similarity", "img", log)
+    pair_floor = min(duplicate_threshold, leakage_threshold if leak is not None else np.inf)
     for start in range(0, n, rows):
         STOP.check()
         stop = min(n, start + rows)
@@ -108,14 +128,19 @@ def scan(embeddings: np.ndarray, k: int = 5, duplicate_threshold: float = 0.98,
         sims[local, start + local] = -np.inf             # an image is not its own neighbour
         if k:
             nbr[start:stop], nsim[start:stop] = _topk(sims, k)
-        upper = np.arange(n)[None, :] > (start + local)[:, None]   # each pair once (i < j)
-        r, c = np.nonzero(upper & (sims >= duplicate_threshold))
-        dups.add(r + start, c, sims[r, c])
-        if leak is not None:
-            cross = upper & (groups[start:stop, None] != groups[None, :])
-            r, c = np.nonzero(cross & (sims >= leakage_threshold))
-            leak.add(r + start, c, sims[r, c])
-        del sims, upper
+        # One pass finds every pair above the lower threshold; the per-pair tests (i < j,
+        # which threshold, across groups) then run on those few pairs, not on the block.
+        r, c = np.nonzero(sims >= pair_floor)
+        v = sims[r, c]
+        r = r + start
+        upper = c > r                                    # each pair once (i < j)
+        r, c, v = r[upper], c[upper], v[upper]
+        d = v >= duplicate_threshold
+        dups.add(r[d], c[d], v[d])
+        if leak is not None and groups is not None:
+            x = (v >= leakage_threshold) & (groups[r] != groups[c])
+            leak.add(r[x], c[x], v[x])
+        del sims
         progress.update(stop - start)
     progress.close()
     dups.trim()

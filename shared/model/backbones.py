@@ -7,8 +7,8 @@ layers (no Lambda), so a saved model loads without custom objects and takes raw 
 from __future__ import annotations
 
 import logging
-import os
 import warnings
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Callable
 
@@ -35,6 +35,7 @@ class BackboneInfo:
     min_size: int
     preprocess: str
     pretrained: bool = True
+    include_preprocessing: bool = True  # "none" kinds: pass include_preprocessing=True
 
 
 REGISTRY: dict[str, BackboneInfo] = {
@@ -44,8 +45,8 @@ REGISTRY: dict[str, BackboneInfo] = {
         BackboneInfo("resnet101", "ResNet101", 224, 32, "caffe"),
         BackboneInfo("mobilenet_v2", "MobileNetV2", 224, 32, "tf"),
         BackboneInfo("mobilenet_v3_large", "MobileNetV3Large", 224, 32, "none"),
-        BackboneInfo("efficientnet_b0", "EfficientNetB0", 224, 32, "none"),
-        BackboneInfo("efficientnet_b3", "EfficientNetB3", 300, 32, "none"),
+        BackboneInfo("efficientnet_b0", "EfficientNetB0", 224, 32, "none", include_preprocessing=False),
+        BackboneInfo("efficientnet_b3", "EfficientNetB3", 300, 32, "none", include_preprocessing=False),
         BackboneInfo("densenet121", "DenseNet121", 224, 32, "torch"),
         BackboneInfo("inception_v3", "InceptionV3", 299, 75, "tf"),
         BackboneInfo("xception", "Xception", 299, 71, "tf"),
@@ -58,7 +59,10 @@ REGISTRY: dict[str, BackboneInfo] = {
 def get_info(name: str) -> BackboneInfo:
     """Registry entry for ``name``, with a clear error listing the valid names."""
     if name not in REGISTRY:
-        raise UserError(f"`backbone` must be one of {sorted(REGISTRY)}. Received: backbone={name!r}")
+        from headstart.shared.runtime.specs import did_you_mean
+
+        raise UserError(f"`backbone` must be one of {sorted(REGISTRY)}{did_you_mean(name, REGISTRY)}. "
+                        f"Received: backbone={name!r}")
     return REGISTRY[name]
 
 
@@ -91,10 +95,11 @@ def _constructor(info: BackboneInfo) -> Callable:
     if info.name == "tiny":
         return lambda input_shape, weights: _tiny(input_shape)
     app = getattr(keras.applications, info.app)
-    if info.preprocess == "none":
+    if info.preprocess == "none" and info.include_preprocessing:
         # These apply their own rescaling inside; keep it so raw 0-255 inputs work.
         return lambda input_shape, weights: app(include_top=False, weights=weights,
                                                 input_shape=input_shape, include_preprocessing=True)
+    # Keras 3 EfficientNetB0..B7 always rescale inside and take no include_preprocessing.
     return lambda input_shape, weights: app(include_top=False, weights=weights, input_shape=input_shape)
 
 
@@ -133,18 +138,9 @@ def load_backbone_weights(model, name: str, uri: str) -> None:
     from headstart.shared.storage.store import split_uri
 
     store, key = split_uri(uri)
-    local = store.local_path()
-    if local is not None:
-        path = local / key
-        if not path.is_file():
-            raise UserError(f"weights file not found: {uri!r}")
-        _load_weights_file(model, name, uri, path)
-        return
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="headstart-weights-") as tmp:  # removed after loading
+    with ExitStack() as stack:  # an S3 download is removed after loading
         try:
-            path = store.download_file(key, os.path.join(tmp, key))
+            path = stack.enter_context(store.local_copy(key))
         except FileNotFoundError:
             raise UserError(f"weights file not found: {uri!r}") from None
         _load_weights_file(model, name, uri, path)

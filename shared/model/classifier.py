@@ -1,4 +1,4 @@
-"""Classifier assembly: raw image -> resize -> preprocess -> frozen backbone -> head.
+"""Classifier assembly: raw image (any size) -> resize -> preprocess -> frozen backbone -> head.
 
 The head follows the reference recipe: Dropout(0.3) -> GlobalAveragePooling2D ->
 Dense(1024, relu) -> BatchNormalization -> Dense(n_classes, softmax). Its layers are
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
+from headstart.shared.data.modelinput import resize_layer
 from headstart.shared.model.backbones import CAFFE_MEAN_BGR, TORCH_MEAN, TORCH_STD, BackboneInfo
 
 BACKBONE_LAYER = "backbone"
@@ -86,8 +87,9 @@ def assemble(backbone: keras.Model, info: BackboneInfo, image_size: int, n_class
     extractor = keras.Model(sized, features, name="extractor")
 
     raw = keras.Input((None, None, 3), name="image")
-    x = keras.layers.Resizing(image_size, image_size, interpolation="bilinear",
-                              antialias=True, name="resize")(raw)
+    # The one resize (bilinear, TFLite-builtin): loaders apply this same layer before the
+    # extractor, so cached features equal what the saved model computes (modelinput.py).
+    x = resize_layer(image_size)(raw)
     x = backbone(_apply(pre, x), training=False)
     model = keras.Model(raw, _apply(head, x), name=f"headstart_{info.name}")
 

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 
 from headstart.shared.runtime.logs import Progress
-from headstart.shared.runtime.runner import STOP
+from headstart.shared.runtime.stop import STOP
 
 log = logging.getLogger(__name__)
 
@@ -28,3 +28,80 @@ def predict_arrays(model: keras.Model, data: np.ndarray, batch_size: int = 64,
     progress.close()
     n_out = int(model.output.shape[-1])
     return np.concatenate(out) if out else np.zeros((0, n_out), dtype=np.float32)
+
+
+# --- streaming prediction over image files (the predict job, its benchmark) ---------------
+
+from headstart.shared.runtime.cpus import usable_cpus  # noqa: E402,F401 - one helper (affinity + cgroup quota)
+
+
+def ordered_map(fn, items, workers: int, window: int):
+    """``map(fn, items)`` in order on a thread pool, at most ``window`` results in flight.
+
+    The bound is what keeps memory flat: decoded images wait for the model only up to
+    ``window`` deep, however long ``items`` is, while the threads keep decoding during the
+    forward pass (Pillow, file and S3 reads and TensorFlow all release the GIL).
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending: deque = deque()
+    it = iter(items)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        try:
+            for item in it:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:  # an early exit (error, SIGTERM) drops queued decodes
+                future.cancel()
+
+
+def tta_call(fn, tta: bool):
+    """``fn`` itself, or the mean of ``fn`` on the batch and on its left-right mirror."""
+    if not tta:
+        return lambda x: np.asarray(fn(x))
+    return lambda x: (np.asarray(fn(x)) + np.asarray(fn(x[:, :, ::-1]))) / 2
+
+
+def stream_batches(model: keras.Model, items, decode, batch_size: int = 64, tta: bool = False,
+                   workers: int | None = None, window: int | None = None):
+    """Decode ``items`` (``decode(item) -> (array, extra) | failure``) and predict them batch by batch.
+
+    Yields ``(items, probs, extras, failures)`` per batch of ``batch_size`` decoded images, in
+    input order; a failure is any non-tuple ``decode`` returns (kept, never raised). Arrays in a
+    batch must share one shape (the caller's decoder resizes).
+    """
+    from headstart.shared.model.features import compiled_call
+
+    call = tta_call(compiled_call(model), tta)
+    workers = workers or min(16, 2 * usable_cpus())
+    window = window or max(2 * batch_size, 4 * workers)
+    kept: list = []
+    arrays: list[np.ndarray] = []
+    extras: list = []
+    failures: list = []
+    n_out = int(model.output.shape[-1])
+
+    def flush():
+        probs = call(np.stack(arrays).astype(np.float32)) if arrays else np.zeros((0, n_out), np.float32)
+        out = (list(kept), np.asarray(probs, np.float32), list(extras), list(failures))
+        kept.clear(), arrays.clear(), extras.clear(), failures.clear()
+        return out
+
+    for item, result in zip(items, ordered_map(decode, items, workers, window)):  # items: a sequence
+        STOP.check()
+        if not isinstance(result, tuple):
+            failures.append(result)
+            continue
+        kept.append(item)
+        arrays.append(result[0])
+        extras.append(result[1])
+        if len(arrays) >= batch_size:
+            yield flush()
+    if arrays or failures:
+        yield flush()
+

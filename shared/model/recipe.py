@@ -16,31 +16,45 @@ import numpy as np
 
 from headstart.shared.model.checkpoints import CheckpointStore
 from headstart.shared.model.features import ArrayBatches, augmenter, extract_features
+from headstart.shared.model import accelerate
+from headstart.shared.model.pooled import pooled_head, stats_extractor
 from headstart.shared.data.loading import LoadedSplit
 from headstart.shared.model.classifier import Classifier
 from headstart.shared.model.training import PhaseConfig, PhaseResult, run_phase
+from headstart.shared.runtime.config import FromSpec
 
 log = logging.getLogger(__name__)
 
+# Validation/scoring batches: inference only (BatchNorm frozen), so the size changes nothing
+# but the number of calls.
+EVAL_BATCH = 256
 
-@dataclass
-class RecipeConfig:
-    epochs: int = 10
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    patience: int = 3
-    label_smoothing: float = 0.0
-    fast_path: bool = True
-    augment_views: int = 0
-    fine_tune_layers: int = 0
-    fine_tune_epochs: int = 5
-    fine_tune_lr: float = 1e-5
-    seed: int = 1337
-    cache_dir: str | None = None
-    class_weights: list[float] | None = None
+
+@dataclass(frozen=True, kw_only=True)
+class RecipeConfig(FromSpec):
+    """The recipe's knobs, named and defaulted by the train spec: build it with
+    ``RecipeConfig.from_spec(spec, class_weights=...)`` (no defaults of its own to drift)."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    patience: int
+    label_smoothing: float
+    fast_path: bool
+    augment_views: int
+    fine_tune_layers: int
+    fine_tune_epochs: int
+    fine_tune_lr: float
+    seed: int
+    cache_dir: str | None
+    class_weights: list[float] | None  # per label index (the spec holds label -> weight)
+    # Cache per-channel pooled statistics instead of spatial maps when the head starts with
+    # [Dropout ->] GAP (see headstart.shared.model.pooled); False: the reference head exactly.
+    pooled_cache: bool
+    accelerate: str  # mixed precision + XLA for the frozen pass: auto (GPU) | on | off
     # "default": the head is chosen by cross-validation on cached features (selection.py);
     # "reference": the reference notebook's head and schedule, exactly as before.
-    recipe: str = "default"
+    recipe: str
 
 
 @dataclass
@@ -52,6 +66,8 @@ class RecipeResult:
     # Cached view-0 features per split, valid while the base is untouched (no fine-tuning).
     features: dict[str, np.ndarray] = field(default_factory=dict)
     selection: Any = None  # selection.Selection of the default recipe (what was chosen and why)
+    # The model that scores ``features`` (the head, or its pooled-statistics twin).
+    scorer: keras.Model | None = None
 
 
 def default_batch_size(n_train: int) -> int:
@@ -85,25 +101,35 @@ def _head_phase_data(clf: Classifier, splits: dict[str, LoadedSplit], cfg: Recip
     if cfg.augment_views:
         log.info("fast path with augmentation: caching %d augmented view(s) per training image; "
                  "each epoch draws one view per image", cfg.augment_views)
-    feats = {"train": extract_features(clf.extractor, train.images, cfg.batch_size,
-                                       "features train", views, aug, cfg.cache_dir)}
+    model, extractor = clf.head, clf.extractor
+    fast = accelerate.wanted(cfg.accelerate)
+    if fast:
+        extractor = accelerate.mixed_extractor(clf.extractor, clf.backbone)
+        log.info("frozen backbone pass: mixed precision (float16) + XLA")
+    pooled = pooled_head(clf, cfg.seed) if cfg.pooled_cache else None
+    if pooled is not None:  # GAP moved into the cache: (2, c) statistics per image
+        model, extractor = pooled, stats_extractor(extractor)
+        log.info("fast path: caching pooled feature statistics (head starts with GAP)")
+    feats = {"train": extract_features(extractor, train.images, cfg.batch_size,
+                                       "features train", views, aug, cfg.cache_dir, jit=fast)}
     for name in ("valid", "test"):
         if name in splits and len(splits[name]):
-            feats[name] = extract_features(clf.extractor, splits[name].images, cfg.batch_size,
-                                           f"features {name}", cache_dir=cfg.cache_dir)
+            feats[name] = extract_features(extractor, splits[name].images, cfg.batch_size,
+                                           f"features {name}", cache_dir=cfg.cache_dir, jit=fast)
     result.timing["features_s"] = time.monotonic() - t0
     result.features = {k: v[:, 0] for k, v in feats.items()}
+    result.scorer = model
     tr = ArrayBatches(feats["train"], train.labels, cfg.batch_size, cfg.seed, has_views=True)
-    va = (ArrayBatches(result.features["valid"], valid.labels, cfg.batch_size, cfg.seed, shuffle=False)
-          if valid else None)
-    return clf.head, tr, va
+    va = (ArrayBatches(result.features["valid"], valid.labels, max(cfg.batch_size, EVAL_BATCH),
+                       cfg.seed, shuffle=False) if valid else None)
+    return model, tr, va
 
 
 def unfreeze_top(backbone: keras.Model, n_layers: int) -> int:
     """Make the top ``n_layers`` weight-bearing layers trainable; BatchNorm stays frozen."""
     backbone.trainable = True
     weighted = [layer for layer in backbone.layers if layer.weights]
-    top = set(id(layer) for layer in weighted[-n_layers:]) if n_layers else set()
+    top = {id(layer) for layer in weighted[-n_layers:]} if n_layers else set()
     count = 0
     for layer in backbone.layers:
         trainable = id(layer) in top and not isinstance(layer, keras.layers.BatchNormalization)
@@ -128,8 +154,9 @@ def fit(clf: Classifier, splits: dict[str, LoadedSplit], cfg: RecipeConfig,
         result.phase_starts["head"] = 0
     else:
         model, tr, va = _head_phase_data(clf, splits, cfg, result)
-        phase = PhaseConfig("head", cfg.epochs, cfg.learning_rate, cfg.patience, cfg.label_smoothing,
-                            cfg.class_weights)
+        phase = PhaseConfig(name="head", epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+                            patience=cfg.patience, label_smoothing=cfg.label_smoothing,
+                            class_weights=cfg.class_weights)
         _merge(result, "head", run_phase(model, tr, va, phase, ckpt, resume))
     if cfg.fine_tune_layers:
         _fine_tune(clf, splits, cfg, ckpt, resume, result)
@@ -145,7 +172,8 @@ def _fine_tune(clf: Classifier, splits: dict[str, LoadedSplit], cfg: RecipeConfi
     aug = augmenter(cfg.seed + 100) if cfg.augment_views else None
     tr = ArrayBatches(train.images, train.labels, cfg.batch_size, cfg.seed + 1, augment=aug)
     va = ArrayBatches(valid.images, valid.labels, cfg.batch_size, cfg.seed, shuffle=False) if valid else None
-    phase = PhaseConfig("fine_tune", cfg.fine_tune_epochs, cfg.fine_tune_lr, cfg.patience,
-                        cfg.label_smoothing, cfg.class_weights)
+    phase = PhaseConfig(name="fine_tune", epochs=cfg.fine_tune_epochs, learning_rate=cfg.fine_tune_lr,
+                        patience=cfg.patience, label_smoothing=cfg.label_smoothing,
+                        class_weights=cfg.class_weights)
     _merge(result, "fine_tune", run_phase(clf.model, tr, va, phase, ckpt, resume))
-    result.features = {}  # the base changed: cached features no longer describe it
+    result.features, result.scorer = {}, None  # the base changed: cached features are stale

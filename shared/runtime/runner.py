@@ -13,45 +13,12 @@ import time
 import traceback
 from typing import Any, Callable
 
-from headstart.shared.runtime.errors import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, Interrupted, UserError
-from headstart.shared.storage.manifest import FAILURE, to_json
+from headstart.shared.runtime.errors import EXIT_CRASH, EXIT_OK, HeadstartError, Interrupted
 from headstart.shared.runtime.specs import JobSpec
+from headstart.shared.runtime.stop import STOP
+from headstart.shared.storage.manifest import FAILURE, to_json
 
 log = logging.getLogger("headstart")
-
-
-class StopFlag:
-    """Set by SIGTERM/SIGINT. Cooperative jobs poll :meth:`check` at safe points (after a
-    batch or an epoch) to save a checkpoint before leaving; others are interrupted at once."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self.cooperative = False
-        self.signal_name = ""
-
-    def request(self, signum: int, _frame: Any = None) -> None:
-        self.signal_name = signal.Signals(signum).name
-        log.warning("received %s: stopping at the next safe point", self.signal_name)
-        already = self._event.is_set()
-        self._event.set()
-        if not self.cooperative or already:
-            raise Interrupted(f"received {self.signal_name}")
-
-    @property
-    def requested(self) -> bool:
-        return self._event.is_set()
-
-    def check(self) -> None:
-        if self.requested:
-            raise Interrupted(f"received {self.signal_name or 'stop request'}")
-
-    def reset(self) -> None:
-        self._event.clear()
-        self.cooperative = False
-        self.signal_name = ""
-
-
-STOP = StopFlag()
 
 
 def _install_signal_handlers() -> dict[int, Any]:
@@ -99,14 +66,13 @@ def _run(job: str, spec: JobSpec, fn: Callable[[JobSpec], Any], out_uri: str | N
     try:
         fn(spec)
         return EXIT_OK
-    except UserError as exc:
-        log.error("error: %s", exc)
-        write_failure(out_uri, job, "user_error", str(exc), EXIT_USER_ERROR, spec)
-        return EXIT_USER_ERROR
-    except Interrupted as exc:
-        log.warning("interrupted: %s; rerun the same command to resume (exit %d)", exc, EXIT_INTERRUPTED)
-        write_failure(out_uri, job, "interrupted", str(exc), EXIT_INTERRUPTED, spec)
-        return EXIT_INTERRUPTED
+    except HeadstartError as exc:  # its class says how it ends: kind and exit code
+        if isinstance(exc, Interrupted):
+            log.warning("interrupted: %s; rerun the same command to resume (exit %d)", exc, exc.exit_code)
+        else:
+            log.error("error: %s", exc)
+        write_failure(out_uri, job, exc.kind, str(exc), exc.exit_code, spec)
+        return exc.exit_code
     except Exception as exc:  # noqa: BLE001 - the crash boundary
         tb = traceback.format_exc()
         log.error("crash in %s: %s\n%s", job, exc, tb)

@@ -56,11 +56,6 @@ class RunOutput:
     def write_json(self, key: str, obj: Any) -> None:
         self.write_text(key, to_json(obj))
 
-    def record_existing(self, key: str) -> None:
-        """Add a file already in the store (e.g. written by an earlier shard) to the manifest."""
-        data = self.store.read_bytes(key)
-        self.record(key, len(data), sha256(data))
-
     def unpublish(self) -> None:
         """Remove a previous manifest and failure record so the directory reads as in progress."""
         self.store.delete(MANIFEST)

@@ -1,4 +1,4 @@
-"""One storage interface over local paths / ``file://`` and ``s3://``.
+"""One storage interface over local paths / ``file://`` and ``s3://`` (:mod:`.s3`).
 
 Every write is atomic: local files are written to a temporary sibling and renamed; S3 PUTs
 are atomic by nature. Jobs never touch the filesystem or boto3 directly; they go through
@@ -13,7 +13,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 from urllib.parse import urlparse
 
 from headstart.shared.runtime.errors import UserError
@@ -50,7 +50,7 @@ class Store(ABC):
     def size(self, key: str) -> int:
         """The object's size in bytes."""
 
-    def child(self, prefix: str) -> "Store":
+    def child(self, prefix: str) -> Store:
         """A store rooted at ``prefix`` below this one."""
         return open_store(join(self.uri, _check_key(prefix)))
 
@@ -71,8 +71,27 @@ class Store(ABC):
         _atomic_write_local(dest, self.read_bytes(key))
         return dest
 
-    def is_empty(self) -> bool:
-        return next(iter(self.list()), None) is None
+    @contextmanager
+    def open(self, key: str) -> Iterator[IO[bytes]]:
+        """A binary stream over one object, read as it is consumed (not all at once);
+        :class:`FileNotFoundError` if absent. Use as a context manager."""
+        import io
+
+        yield io.BytesIO(self.read_bytes(key))
+
+    @contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        """A local file holding the object, for libraries that want a path (Keras, h5py):
+        the file itself on a local store, else a temporary download removed on exit."""
+        with tempfile.TemporaryDirectory(prefix="headstart-") as tmp:
+            name = key.rstrip("/").rsplit("/", 1)[-1] or "object"
+            yield self.download_file(key, Path(tmp) / name)
+
+    def move(self, src: str, dst: str) -> None:
+        """Move an object to ``dst`` (replaced atomically) within this store, without pulling
+        it through memory where the backend can: a rename, a server-side copy."""
+        self.write_bytes(dst, self.read_bytes(src))
+        self.delete(src)
 
     def local_path(self) -> Path | None:
         """The local directory behind this store, or None for remote stores."""
@@ -92,10 +111,6 @@ def join(uri: str, *parts: str) -> str:
     return out
 
 
-def is_remote(uri: str) -> bool:
-    return urlparse(str(uri)).scheme == "s3"
-
-
 def _check_key(key: str) -> str:
     """Reject keys that would climb out of the store's root."""
     if any(part == ".." for part in str(key).split("/")):
@@ -103,9 +118,31 @@ def _check_key(key: str) -> str:
     return key
 
 
-def _atomic_write_local(path: Path, data: bytes) -> None:
+def _umask() -> int:
+    """The process umask (Linux: read, not set, so threads never see a changed one)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _temp_sibling(path: Path) -> tuple[int, str]:
+    """A temporary file next to ``path`` with the mode a plain ``open(path, "w")`` would give:
+    ``mkstemp`` creates 0600, so a host user could not read what a container wrote."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, tmp
+
+
+def _atomic_write_local(path: Path, data: bytes) -> None:
+    fd, tmp = _temp_sibling(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -139,8 +176,7 @@ class LocalStore(Store):
 
     def upload_file(self, key: str, path: str | os.PathLike) -> None:
         dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+        fd, tmp = _temp_sibling(dest)
         os.close(fd)
         try:
             shutil.copyfile(path, tmp)
@@ -168,6 +204,28 @@ class LocalStore(Store):
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    @contextmanager
+    def open(self, key: str) -> Iterator[IO[bytes]]:
+        path = self._path(key)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist")
+        with open(path, "rb") as fh:
+            yield fh
+
+    @contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        path = self._path(key)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist")
+        yield path
+
+    def move(self, src: str, dst: str) -> None:
+        source, target = self._path(src), self._path(dst)
+        if not source.is_file():
+            raise FileNotFoundError(f"{source} does not exist")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+
     def size(self, key: str) -> int:
         return self._path(key).stat().st_size
 
@@ -175,127 +233,13 @@ class LocalStore(Store):
         return self.root
 
 
-class S3Store(Store):
-    """A prefix in an S3 bucket (or any S3-compatible endpoint: MinIO, a moto server)."""
-
-    def __init__(self, uri: str, client=None) -> None:
-        parsed = urlparse(uri)
-        if not parsed.netloc:
-            raise UserError(f"S3 URI must be s3://BUCKET/PREFIX. Received: {uri!r}")
-        self.bucket = parsed.netloc
-        self.prefix = parsed.path.strip("/")
-        self.uri = join(f"s3://{self.bucket}", self.prefix)
-        self._client = client
-
-    @property
-    def client(self):
-        if self._client is None:
-            self._client = s3_client()
-        return self._client
-
-    def _key(self, key: str) -> str:
-        _check_key(key)
-        return join(self.prefix, key) if self.prefix else key.strip("/")
-
-    def _no_bucket(self) -> UserError:
-        return UserError(f"S3 bucket does not exist: {self.bucket!r} (from {self.uri})")
-
-    @contextmanager
-    def _bucket_errors(self):
-        """Turn a missing bucket into a :class:`UserError` (a wrong URI, not a crash)."""
-        try:
-            yield
-        except self.client.exceptions.NoSuchBucket as exc:
-            raise self._no_bucket() from exc
-
-    def read_bytes(self, key: str) -> bytes:
-        try:
-            with self._bucket_errors():
-                return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
-        except self.client.exceptions.NoSuchKey as exc:
-            raise FileNotFoundError(f"{join(self.uri, key)} does not exist") from exc
-
-    def write_bytes(self, key: str, data: bytes) -> None:
-        with self._bucket_errors():
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
-
-    def upload_file(self, key: str, path: str | os.PathLike) -> None:
-        from boto3.exceptions import S3UploadFailedError
-
-        s3_key = self._key(key)
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{path} does not exist")
-        try:
-            self.client.upload_file(str(path), self.bucket, s3_key)
-        except S3UploadFailedError as exc:
-            if "NoSuchBucket" in str(exc):
-                raise self._no_bucket() from exc
-            raise
-
-    def exists(self, key: str) -> bool:
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-            return True
-        except self.client.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-
-    def list(self, prefix: str = "") -> Iterator[str]:
-        root = f"{self.prefix}/" if self.prefix else ""
-        search = self._key(prefix)
-        search = f"{search}/" if search else ""
-        paginator = self.client.get_paginator("list_objects_v2")
-        with self._bucket_errors():
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=search):
-                for obj in page.get("Contents", []):
-                    yield obj["Key"][len(root):]
-
-    def delete(self, key: str) -> None:
-        with self._bucket_errors():
-            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
-
-    def size(self, key: str) -> int:
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except self.client.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                raise FileNotFoundError(f"{join(self.uri, key)} does not exist") from exc
-            raise
-        return int(head["ContentLength"])
-
-
-def s3_endpoint() -> str | None:
-    """The S3 endpoint override: ``HEADSTART_S3_ENDPOINT``, ``AWS_ENDPOINT_URL_S3``, or the
-    ``s3_endpoint`` key of the Headstart config file (``$HEADSTART_CONFIG`` or
-    ``~/.config/headstart/cloud.yaml``); None means AWS's own endpoint."""
-    endpoint = os.environ.get("HEADSTART_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL_S3")
-    if endpoint:
-        return endpoint
-    config = Path(os.environ.get("HEADSTART_CONFIG") or "~/.config/headstart/cloud.yaml").expanduser()
-    if not config.is_file():
-        return None
-    import yaml
-
-    try:
-        data = yaml.safe_load(config.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"config file {str(config)!r} is not readable YAML: {exc}") from None
-    return data.get("s3_endpoint") if isinstance(data, dict) else None
-
-
-def s3_client():
-    """A boto3 S3 client, pointed at :func:`s3_endpoint` when set (MinIO, a moto server)."""
-    import boto3  # imported lazily: local-only runs never need it
-
-    return boto3.client("s3", endpoint_url=s3_endpoint())
-
-
 def open_store(uri: str | os.PathLike) -> Store:
     """Open a store for a local path, a ``file://`` URI or an ``s3://`` URI."""
     text = str(uri)
     parsed = urlparse(text)
     if parsed.scheme == "s3":
+        from headstart.shared.storage.s3 import S3Store  # boto3 only when S3 is used
+
         return S3Store(text)
     if parsed.scheme == "file":
         return LocalStore(parsed.path)

@@ -20,7 +20,8 @@ BUCKET = "headstart-data"
 # Named as the stack names them ("<stack>-<job>"), so lookups by name work too.
 JOB_DEFINITIONS = {"Train": "TrainJobDefinition", "Evaluate": "EvaluateJobDefinition",
                    "Gradcam": "GradcamJobDefinition", "Scrape": "ScrapeJobDefinition",
-                   "ScrapeMerge": "ScrapeMergeJobDefinition"}
+                   "ScrapeMerge": "ScrapeMergeJobDefinition", "Predict": "PredictJobDefinition",
+                   "PredictMerge": "PredictMergeJobDefinition"}
 
 
 def _camel(key: str) -> str:
@@ -117,8 +118,9 @@ def _queue(batch, iam_role: str, name: str) -> str:
         {"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}])["jobQueueArn"]
 
 
-def deploy_pipeline() -> dict[str, str]:
-    """Create bucket, queues, job definitions and the state machine; return their ARNs."""
+def deploy_pipeline(definition: dict[str, Any] | None = None) -> dict[str, str]:
+    """Create bucket, queues, job definitions and the state machine (``definition``, default
+    infra/statemachine/pipeline.asl.json); return their ARNs."""
     import boto3
 
     boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
@@ -127,7 +129,7 @@ def deploy_pipeline() -> dict[str, str]:
     batch = boto3.client("batch", region_name=REGION)
     subs = {"BucketName": BUCKET, "GpuJobQueueArn": _queue(batch, role, "gpu"),
             "CpuJobQueueArn": _queue(batch, role, "cpu"), **_register_job_definitions(batch, load_template())}
-    text = json.dumps(state_machine_definition())
+    text = json.dumps(definition or state_machine_definition())
     # DefinitionSubstitutions, as CloudFormation applies them.
     text = re.sub(r"\$\{([A-Za-z0-9_]+)\}", lambda m: subs[m.group(1)], text)
     sfn = boto3.client("stepfunctions", region_name=REGION)

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from infra_helpers import load_template, resources, state_machine_definition
 from moto_pipeline import BUCKET, REGION, deploy_pipeline, patch_sfn_batch
 
 from headstart.infra.trigger.app import pipeline_input
@@ -39,7 +40,9 @@ def _run(arns, body, timeout: float = 30.0) -> dict:
 
 
 def _env(request) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in request.get("containerOverrides", {}).get("environment", [])}
+    # moto's Step Functions adds MANAGED_BY_AWS to every job's environment.
+    return {e["name"]: e["value"] for e in request.get("containerOverrides", {}).get("environment", [])
+            if e["name"] != "MANAGED_BY_AWS"}
 
 
 def test_success_runs_train_evaluate_gradcam_with_the_run_layout(aws):
@@ -90,6 +93,8 @@ def test_a_small_url_list_scrapes_in_one_job(aws):
 def test_a_failing_job_ends_in_the_catch_and_records_the_failure_next_to_the_run(aws, monkeypatch):
     import boto3
 
+    from headstart.infra.cloud.failure import explain
+
     arns, submitted = aws
     monkeypatch.setenv("MOTO_SIMPLE_BATCH_FAIL_AFTER", "0")  # every moto Batch job fails
     body = pipeline_input(BUCKET, "flowers", "runs/x/r4", f"s3://{BUCKET}/datasets/flowers")
@@ -98,5 +103,94 @@ def test_a_failing_job_ends_in_the_catch_and_records_the_failure_next_to_the_run
     assert [r["jobName"] for r in submitted] == ["headstart-train"]  # nothing after the failure
     s3 = boto3.client("s3", region_name=REGION)
     record = json.loads(s3.get_object(Bucket=BUCKET, Key="runs/x/r4/_PIPELINE_FAILURE.json")["Body"].read())
-    assert record["Error"] == "States.TaskFailed"
-    assert json.loads(record["Cause"])["JobName"] == "headstart-train"
+    assert record["step"] == "Train" and record["error"] == "States.TaskFailed"
+    assert record["run_prefix"] == "runs/x/r4" and record["execution"] == out["executionArn"]
+    explained = explain(record)
+    assert explained.job_name == "headstart-train" and explained.job_id
+    assert explained.log_stream  # where to read the job's output
+
+
+def test_every_batch_step_has_a_timeout_and_a_catch_naming_the_step():
+    definition = state_machine_definition()
+    states = definition["States"]
+    tasks = {n: s for n, s in states.items() if s.get("Resource", "").startswith("arn:aws:states:::batch:")}
+    assert set(tasks) == {"Scrape", "ScrapeArray", "ScrapeMerge", "Train", "Evaluate", "Gradcam"}
+    template = load_template()
+    attempts = {name: props["Timeout"]["AttemptDurationSeconds"] * props["RetryStrategy"]["Attempts"]
+                for name, props in resources(template, "AWS::Batch::JobDefinition")}
+    runnable_max = template["Parameters"]["RunnableTimeoutSeconds"]["MaxValue"]
+    for name, state in tasks.items():
+        # Long enough for the queue wait plus every attempt, so Batch's own limits fire first.
+        definition_name = state["Parameters"]["JobDefinition"].strip("${}").replace("Arn", "")
+        assert state["TimeoutSeconds"] >= runnable_max + attempts[definition_name], name
+        catch = state["Catch"][0]
+        assert catch["ErrorEquals"] == ["States.ALL"] and catch["Next"] == f"{name}Failed"
+        named = states[f"{name}Failed"]
+        assert named["Parameters"]["step"] == name
+        assert states[named["Next"]]["Type"] == "Task"  # RecordFailure (or the scrape copy first)
+    # The execution itself is bounded too, above the longest path of step timeouts.
+    longest = sum(tasks[n]["TimeoutSeconds"] for n in ("ScrapeArray", "ScrapeMerge", "Train", "Evaluate", "Gradcam"))
+    assert definition["TimeoutSeconds"] >= longest
+
+
+def test_a_step_past_its_timeout_ends_in_the_catch_with_states_timeout(monkeypatch):
+    """A job stuck in the queue: moto's Batch holds the submission, the step's TimeoutSeconds fires."""
+    import boto3
+    from moto import mock_aws
+
+    definition = state_machine_definition()
+    definition["States"]["Train"]["TimeoutSeconds"] = 1
+    monkeypatch.setenv("MOTO_SIMPLE_BATCH_FAIL_AFTER", "4")
+    with mock_aws(config=MOTO_CONFIG):
+        patch_sfn_batch(monkeypatch)
+        arns = deploy_pipeline(definition)
+        body = pipeline_input(BUCKET, "flowers", "runs/x/r5", f"s3://{BUCKET}/datasets/flowers")
+        out = _run(arns, body)
+        assert out["status"] == "FAILED"
+        s3 = boto3.client("s3", region_name=REGION)
+        record = json.loads(s3.get_object(Bucket=BUCKET, Key="runs/x/r5/_PIPELINE_FAILURE.json")["Body"].read())
+        assert (record["step"], record["error"]) == ("Train", "States.Timeout")
+
+
+def test_each_job_gets_its_headstart_yaml_section(aws):
+    arns, submitted = aws
+    sections = {"scrape": {"min_success": 0.8, "seed": 7, "max_bytes": 4096}, "train": {"epochs": 4},
+                "evaluate": {"batch_size": 16}, "gradcam": {"alpha": 0.3}}
+    body = pipeline_input(BUCKET, "dogs", "runs/x/r6", f"s3://{BUCKET}/datasets/dogs/images",
+                          urls_uri=f"s3://{BUCKET}/datasets/dogs/urls.csv", shards=3, sections=sections,
+                          train_environment=[{"Name": "HEADSTART_EPOCHS", "Value": "9"}])
+    assert _run(arns, body)["status"] == "SUCCEEDED"
+    envs = {r["jobName"]: _env(r) for r in submitted}
+    assert envs["headstart-scrape-array"] == {"HEADSTART_MIN_SUCCESS": "0.8", "HEADSTART_SEED": "7",
+                                              "HEADSTART_MAX_BYTES": "4096", "HEADSTART_SHARD_COUNT": "3"}
+    # The merge takes the split settings only (it has no download options).
+    assert envs["headstart-scrape-merge"] == {"HEADSTART_MIN_SUCCESS": "0.8", "HEADSTART_SEED": "7"}
+    assert envs["headstart-train"] == {"HEADSTART_EPOCHS": "9"}  # --args win over the config
+    assert envs["headstart-evaluate"] == {"HEADSTART_BATCH_SIZE": "16"}
+    assert envs["headstart-gradcam"] == {"HEADSTART_ALPHA": "0.3"}
+
+
+def test_pipeline_scrapes_with_min_success_one_half_by_default(aws):
+    arns, submitted = aws
+    body = pipeline_input(BUCKET, "dogs", "runs/x/r7", f"s3://{BUCKET}/datasets/dogs/images",
+                          urls_uri=f"s3://{BUCKET}/datasets/dogs/urls.csv")
+    assert _run(arns, body)["status"] == "SUCCEEDED"
+    assert _env(submitted[0]) == {"HEADSTART_MIN_SUCCESS": "0.5"}
+
+
+def test_a_failed_scrape_copies_its_own_failure_record_into_the_run_folder(aws, monkeypatch):
+    import boto3
+
+    arns, _ = aws
+    s3 = boto3.client("s3", region_name=REGION)
+    # What the scrape job leaves when too few URLs yield images.
+    s3.put_object(Bucket=BUCKET, Key="datasets/dogs/images/_FAILURE.json",
+                  Body=json.dumps({"message": "only 2 of 10 URLs (20%) gave an image; --min-success is 0.5"}))
+    monkeypatch.setenv("MOTO_SIMPLE_BATCH_FAIL_AFTER", "0")
+    body = pipeline_input(BUCKET, "dogs", "runs/x/r8", f"s3://{BUCKET}/datasets/dogs/images",
+                          urls_uri=f"s3://{BUCKET}/datasets/dogs/urls.csv")
+    assert _run(arns, body)["status"] == "FAILED"
+    copied = json.loads(s3.get_object(Bucket=BUCKET, Key="runs/x/r8/scrape/_FAILURE.json")["Body"].read())
+    assert "min-success" in copied["message"]
+    record = json.loads(s3.get_object(Bucket=BUCKET, Key="runs/x/r8/_PIPELINE_FAILURE.json")["Body"].read())
+    assert record["step"] == "Scrape"

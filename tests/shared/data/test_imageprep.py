@@ -41,3 +41,41 @@ def test_rejections_carry_a_status() -> None:
 def test_the_content_id_is_the_hash_of_the_download() -> None:
     data = _image()
     assert prepare_image(data, PrepOptions(resize=50)).sha == prepare_image(data, PrepOptions()).sha
+
+
+def _exif_jpeg(array, orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="JPEG", exif=exif.tobytes(), quality=95)
+    return buf.getvalue()
+
+
+def test_reencoded_phone_photos_are_stored_upright() -> None:
+    import numpy as np
+
+    upright = np.zeros((120, 60, 3), np.uint8)  # portrait: red top half, blue bottom half
+    upright[:60, :, 0] = 255
+    upright[60:, :, 2] = 255
+    data = _exif_jpeg(np.ascontiguousarray(np.rot90(upright, 1)), 6)  # sensor landscape + tag 6
+    for opts in (PrepOptions(min_side=8, reencode=True), PrepOptions(min_side=8, resize=60)):
+        out = prepare_image(data, opts)
+        stored = Image.open(io.BytesIO(out.data))
+        assert stored.getexif().get(0x0112, 1) == 1       # no tag left to apply...
+        pixels = np.asarray(stored.convert("RGB")).astype(int)
+        assert pixels.shape[0] > pixels.shape[1]            # ...because the pixels are upright
+        assert pixels[5, :, 0].mean() > 200 and pixels[-5, :, 2].mean() > 200
+    kept = prepare_image(data, PrepOptions(min_side=8))
+    assert kept.data == data  # originals keep their tag (every reader applies it)
+
+
+def test_scrape_refuses_jpeg_decode_bombs() -> None:
+    import numpy as np
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(buf, format="JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5:sof + 9] = (7000).to_bytes(2, "big") * 2  # header claims 7000 x 7000
+    out = prepare_image(bytes(data), PrepOptions(max_pixels=60_000_000))
+    assert out.status == "decode_error" and "7000x7000" in out.error

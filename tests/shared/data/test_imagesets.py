@@ -20,7 +20,7 @@ def test_dataset_folder_list_and_single(tmp_path) -> None:
     for label in ("a", "b"):
         for i in range(6):
             store.write_bytes(f"{label}/{i}.png", _png(i * 10))
-    cfg = SplitConfig(0.2, 0.2, 1)
+    cfg = SplitConfig(valid_fraction=0.2, test_fraction=0.2, seed=1)
     test = resolve_images(str(tmp_path / "ds"), "test", cfg)
     assert test and all(r.split == "test" and r.label in ("a", "b") for r in test)
     assert len(resolve_images(str(tmp_path / "ds"), "all", cfg)) == 12

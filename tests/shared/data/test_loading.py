@@ -1,4 +1,5 @@
-"""Decoding a split: by content, bad files skipped with a reason, resized, memmap path identical."""
+"""Decoding a split: by content, bad files skipped with a reason, resized by the model's own layer,
+memmap path identical."""
 from __future__ import annotations
 
 
@@ -6,9 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from headstart.shared.data import loading
+from headstart.shared.data import scratch
 from headstart.shared.data.datasets import Item
 from headstart.shared.data.loading import LoadedSplit, load_split
+from headstart.shared.data.images import decode_image
+from headstart.shared.data.modelinput import resize_layer
 from headstart.shared.storage.store import open_store
 from tests.helpers import encode
 
@@ -46,7 +49,7 @@ def test_decodes_by_content_not_extension(store):
     assert split.keys == list(files)
     assert split.labels.dtype == np.int32
     assert split.labels.tolist() == [0, 1, 0, 1]
-    assert split.images.shape == (4, 32, 32, 3) and split.images.dtype == np.uint8
+    assert split.images.shape == (4, 32, 32, 3) and split.images.dtype == np.float32
     np.testing.assert_array_equal(split.images[0], png)           # lossless: exact
     np.testing.assert_array_equal(split.images[1], solid((255, 0, 0)))
     assert np.abs(split.images[2].astype(int) - solid((0, 0, 255))).max() <= 3   # JPEG: close
@@ -117,9 +120,14 @@ def test_resizes_to_the_requested_size(tmp_path):
                         "dog/small.png": encode(solid((50, 100, 150), 10, 12), "PNG")})
     split = load_split(store, "t", items, LABELS, size=24)
     assert split.images.shape == (2, 24, 24, 3)
-    expected = np.asarray(Image.fromarray(big).resize((24, 24), Image.BILINEAR))
+    # the model's own resize layer (float, bilinear), never a PIL resize into uint8
+    decoded = decode_image(encode(big, "PNG"), target=24)  # 48x80 >= 2x24: box-shrunk to 24x40 first
+    assert decoded.shape == (24, 40, 3)
+    expected = np.asarray(resize_layer(24)(decoded[None].astype(np.float32)))[0]
     np.testing.assert_array_equal(split.images[0], expected)
-    np.testing.assert_array_equal(split.images[1], solid((50, 100, 150), 24, 24))
+    pil = np.asarray(Image.fromarray(big).resize((24, 24), Image.BILINEAR))
+    assert not np.array_equal(split.images[0], pil)
+    np.testing.assert_allclose(split.images[1], solid((50, 100, 150), 24, 24), atol=1e-4)
 
 
 def test_all_bad_gives_an_empty_split(tmp_path):
@@ -142,7 +150,7 @@ def test_memmap_path_gives_identical_arrays(tmp_path, monkeypatch):
     in_memory = load_split(store, "train", items, LABELS, size=16)
     assert not isinstance(in_memory.images, np.memmap)
 
-    monkeypatch.setattr(loading, "MEMMAP_BYTES", 0)
+    monkeypatch.setattr(scratch, "MEMMAP_BYTES", 0)
     cache = tmp_path / "cache"
     mapped = load_split(store, "train", items, LABELS, size=16, cache_dir=str(cache))
     assert isinstance(mapped.images, np.memmap)

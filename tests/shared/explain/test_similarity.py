@@ -85,3 +85,20 @@ def test_embedder_is_the_pooled_backbone_output(tmp_path) -> None:
     np.testing.assert_allclose(emb, expected, atol=1e-4)
     with pytest.raises(UserError, match="head_pool"):
         embedder(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
+
+
+def test_tied_neighbours_come_back_in_index_order_whatever_the_noise() -> None:
+    """Ties within a few ulps (how BLAS returns them for other block shapes) order by index."""
+    from headstart.shared.explain.similarity import _topk
+
+    sims = np.array([[-np.inf, 0.5, 0.9, 0.9 + 3e-7, 0.1, 0.9 - 2e-7]], np.float32)
+    idx, vals = _topk(sims, 3)
+    assert idx.tolist() == [[2, 3, 5]] and vals.shape == (1, 3)
+    flipped = np.array([[-np.inf, 0.5, 0.9 + 3e-7, 0.9, 0.1, 0.9 - 2e-7]], np.float32)
+    assert _topk(flipped, 3)[0].tolist() == [[2, 3, 5]]
+    # a tie at the k-th place: the lower index wins, not whichever argpartition kept
+    assert _topk(np.array([[0.3, 0.8, 0.5, 0.5, 0.5]], np.float32), 2)[0].tolist() == [[1, 2]]
+    pairs = Pairs(0.5, limit=2)
+    pairs.add(np.array([7, 1, 3]), np.array([8, 9, 4]), np.array([0.99, 0.99 + 1e-7, 0.99 - 1e-7]))
+    pairs.trim()
+    assert [p[:2] for p in pairs.items] == [(1, 9), (3, 4)]

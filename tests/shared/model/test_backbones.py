@@ -1,7 +1,6 @@
 """Backbone registry: names, sizes, weights arguments, building and loading weights files."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -195,3 +194,33 @@ def test_load_backbone_weights_into_existing_model(tmp_path):
     load_backbone_weights(target, "tiny", str(path))
     for a, b in zip(source.get_weights(), target.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+# --------------------------------------------------------------------------- every registry entry
+
+# The heaviest builds (seconds each on 2 cores) are marked so a quick local loop can skip them
+# with -m "not heavy_backbone"; CI runs them all.
+_HEAVY = {"resnet101", "efficientnet_b3", "inception_v3", "xception", "convnext_tiny", "densenet121"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.heavy_backbone) if n in _HEAVY
+                                  else n for n in sorted(REGISTRY)])
+def test_every_backbone_builds_saves_and_predicts(name, tmp_path):
+    """Build each registry entry (no weights, its smallest input), assemble the classifier, save
+    it as model.keras, load it back in safe mode and push a batch of raw 0-255 images through."""
+    import keras
+
+    from headstart.shared.model.classifier import assemble
+
+    info = get_info(name)
+    size = info.min_size
+    clf = assemble(build_backbone(name, size, weights="none"), info, size, n_classes=3, head_width=8)
+    path = tmp_path / "model.keras"
+    clf.model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    batch = np.random.default_rng(0).uniform(0, 255, (2, size + 5, size + 3, 3)).astype("float32")
+    probs = np.asarray(loaded(batch, training=False))
+    assert probs.shape == (2, 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    if name not in _HEAVY:  # a second graph run costs seconds on the big ones
+        np.testing.assert_allclose(probs, np.asarray(clf.model(batch, training=False)), atol=1e-4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from headstart.shared.model import features
+from headstart.shared.data import scratch
 from headstart.shared.model.backbones import build_backbone, get_info
 from headstart.shared.model.features import ArrayBatches, augmenter, extract_features
 from headstart.shared.model.classifier import assemble
@@ -54,7 +54,7 @@ def test_extract_features_single_view_needs_no_augmenter(classifier):
 def test_extract_features_memmap_path(classifier, tmp_path, monkeypatch):
     data = images(4, seed=2)
     in_memory = extract_features(classifier.extractor, data, batch_size=3, desc="feat")
-    monkeypatch.setattr(features, "MEMMAP_BYTES", 0)
+    monkeypatch.setattr(scratch, "MEMMAP_BYTES", 0)
     mapped = extract_features(classifier.extractor, data, batch_size=3, desc="feat",
                               cache_dir=str(tmp_path))
     assert isinstance(mapped, np.memmap)

@@ -116,15 +116,6 @@ def test_corrupt_manifest_is_user_error(store):
         read_manifest(store)
 
 
-def test_record_existing(store):
-    store.write_bytes("shard-0.bin", b"abc")
-    out = RunOutput(store, "scrape")
-    out.record_existing("shard-0.bin")
-    assert out.files["shard-0.bin"] == {"size": 3, "sha256": hashlib.sha256(b"abc").hexdigest()}
-    with pytest.raises(FileNotFoundError):
-        out.record_existing("missing.bin")
-
-
 def test_unpublish_removes_manifest_and_failure(store):
     out = RunOutput(store, "train")
     out.write_text("a", "1")

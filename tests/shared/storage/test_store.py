@@ -11,7 +11,8 @@ import pytest
 
 from headstart.shared.storage import store as storage
 from headstart.shared.runtime.errors import UserError
-from headstart.shared.storage.store import LocalStore, S3Store, join, open_store, split_uri
+from headstart.shared.storage.s3 import S3Store
+from headstart.shared.storage.store import LocalStore, join, open_store, split_uri
 
 # --------------------------------------------------------------------------- contract
 
@@ -24,7 +25,7 @@ def test_bytes_roundtrip(store):
 def test_text_roundtrip_is_utf8(store):
     store.write_text("dir/t.txt", "héllo ✓\n")
     assert store.read_text("dir/t.txt") == "héllo ✓\n"
-    assert store.read_bytes("dir/t.txt") == "héllo ✓\n".encode("utf-8")
+    assert store.read_bytes("dir/t.txt") == "héllo ✓\n".encode()
 
 
 def test_empty_object(store):
@@ -92,9 +93,7 @@ def test_list_under_folder_prefix(store):
 def test_list_missing_prefix_or_empty_store(store):
     assert list(store.list()) == []
     assert list(store.list("nothing/here")) == []
-    assert store.is_empty()
     store.write_text("f", "1")
-    assert not store.is_empty()
     assert list(store.list("f")) == []  # a prefix names a folder, not an object
 
 
@@ -284,12 +283,6 @@ def test_join():
     assert join("/tmp/a", "b/") == "/tmp/a/b"
 
 
-def test_is_remote():
-    assert storage.is_remote("s3://b/x")
-    assert not storage.is_remote("/tmp/x")
-    assert not storage.is_remote("file:///tmp/x")
-
-
 # --------------------------------------------------------------------------- endpoint override
 
 
@@ -320,7 +313,7 @@ def test_aws_endpoint_url_s3_is_honoured(moto_server, monkeypatch):
 
 
 def test_s3_endpoint_precedence(tmp_path, monkeypatch) -> None:
-    from headstart.shared.storage.store import s3_endpoint
+    from headstart.shared.storage.s3 import s3_endpoint
 
     config = tmp_path / "cloud.yaml"
     config.write_text("s3_endpoint: http://from-config:9000\n")
@@ -333,4 +326,8 @@ def test_s3_endpoint_precedence(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("HEADSTART_S3_ENDPOINT")
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
     monkeypatch.setenv("HEADSTART_CONFIG", str(tmp_path / "absent.yaml"))
+    with pytest.raises(UserError, match="missing file"):  # named but absent: say so
+        s3_endpoint()
+    monkeypatch.delenv("HEADSTART_CONFIG")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.config/headstart/cloud.yaml
     assert s3_endpoint() is None

@@ -1,0 +1,154 @@
+"""Export workflow: trained run -> SavedModel -> TFLite / ONNX -> parity on the test split -> manifest.
+
+Outputs go to ``OUT/export/<format>[-<quantize>]/``: the model file(s), ``labels.json`` and
+``parity.json`` (top-1 agreement with ``model.keras``, max |dp|, test accuracy of both, size,
+ms per image), manifest last. The parity images are the run's own test split, decoded the
+way evaluate decodes them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from headstart.jobs.export.spec import ExportSpec
+from headstart.shared.model.trained import MODEL_FILE
+from headstart.shared.runtime.errors import UserError
+from headstart.shared.storage.manifest import RunOutput
+from headstart.shared.storage.store import open_store
+
+log = logging.getLogger("headstart.export")
+
+# top-1 agreement with model.keras on the test split that an export should reach
+TARGETS = {"none": 0.995, "float16": 0.995, "int8": 0.97}
+FILES = {"tflite": "model.tflite", "onnx": "model.onnx"}
+
+
+def export_name(spec: ExportSpec) -> str:
+    return spec.format + ("" if spec.quantize == "none" else f"-{spec.quantize}")
+
+
+def _check(spec: ExportSpec) -> None:
+    """Argument checks before any model or image loads."""
+    from headstart.jobs.export.convert import require
+
+    if spec.quantize != "none" and spec.format != "tflite":
+        raise UserError(f"`quantize` {spec.quantize!r} applies to --format tflite only. "
+                        f"Received: format={spec.format!r}")
+    if spec.format == "onnx":
+        require("tf2onnx")
+        require("onnxruntime")
+
+
+def _evenly(items: list, n: int | None) -> list:
+    if n is None or n >= len(items):
+        return items
+    return [items[int(i)] for i in np.linspace(0, len(items) - 1, n).round()]
+
+
+def _splits(spec: ExportSpec, trained):
+    """(test split, representative images or None), decoded as evaluate decodes them."""
+    from headstart.shared.data.datasets import discover
+    from headstart.shared.data.loading import load_split
+
+    dataset = spec.dataset or trained.train_spec.get("dataset")
+    if not dataset:
+        raise UserError(f"{spec.model!r} does not record its dataset: pass --dataset")
+    index = discover(dataset, trained.split_config())
+    unknown = sorted(set(index.labels) - set(trained.labels))
+    if unknown:
+        raise UserError(f"dataset {dataset!r} has labels the model was not trained on: {unknown}")
+    name = next((s for s in ("test", "valid") if s in index.splits), None)
+    if name is None:
+        raise UserError(f"dataset {dataset!r} has no test or valid split for the parity check")
+    store = open_store(dataset)
+    test = load_split(store, name, _evenly(index.splits[name], spec.parity_images), trained.labels,
+                      trained.image_size, spec.min_side, model=trained.model)
+    if len(test) == 0:
+        raise UserError(f"no usable images in the {name} split of {dataset!r}")
+    rep = None
+    if spec.quantize == "int8":
+        train = load_split(store, "train", _evenly(index.splits["train"], spec.representative),
+                           trained.labels, trained.image_size, spec.min_side, model=trained.model)
+        rep = train.images
+    return test, rep
+
+
+def _timed(fn, images: np.ndarray, batch_size: int) -> tuple[np.ndarray, float]:
+    """Probabilities of ``images`` batch by batch, and milliseconds per image (after a warm-up)."""
+    fn(np.asarray(images[:batch_size], np.float32))  # warm-up: tracing, kernel selection
+    t0, out = time.perf_counter(), []
+    for start in range(0, len(images), batch_size):
+        out.append(np.asarray(fn(np.asarray(images[start:start + batch_size], np.float32))))
+    ms = (time.perf_counter() - t0) * 1000 / max(len(images), 1)
+    return np.concatenate(out), ms
+
+
+def parity(spec: ExportSpec, trained, test, fn, size_bytes: int, replaced: bool) -> dict:
+    """The parity record of an exported model against ``model.keras`` on ``test``."""
+    from headstart.shared.model.features import compiled_call
+
+    ref, ms_ref = _timed(compiled_call(trained.model), test.images, spec.batch_size)
+    got, ms = _timed(fn, test.images, spec.batch_size)
+    agree = float(np.mean(ref.argmax(1) == got.argmax(1)))
+    target = TARGETS[spec.quantize]
+    keras_bytes = trained.store.size(MODEL_FILE) if trained.store.exists(MODEL_FILE) else None
+    return {"format": spec.format, "quantize": spec.quantize, "split": test.name, "images": len(test),
+            "top1_agreement": agree, "target_agreement": target, "meets_target": agree >= target,
+            "max_abs_dp": float(np.abs(ref - got).max()),
+            "accuracy_keras": float(np.mean(ref.argmax(1) == test.labels)),
+            "accuracy_export": float(np.mean(got.argmax(1) == test.labels)),
+            "size_bytes": size_bytes, "keras_size_bytes": keras_bytes,
+            "ms_per_image": ms, "ms_per_image_keras": ms_ref, "batch_size": spec.batch_size,
+            "resize_replaced": replaced, "input": "float32 RGB 0-255, (batch, height, width, 3), any size"}
+
+
+def _upload_tree(out: RunOutput, local: str) -> None:
+    for directory, _, files in os.walk(local):
+        for name in sorted(files):
+            path = os.path.join(directory, name)
+            with open(path, "rb") as fh:
+                out.write_bytes(os.path.relpath(path, local).replace(os.sep, "/"), fh.read())
+
+
+def export(spec: ExportSpec) -> None:
+    """Run the export job described by ``spec``."""
+    from headstart.jobs.export import convert
+    from headstart.shared.model.trained import load_trained
+
+    _check(spec)
+    trained = load_trained(spec.model)
+    name = export_name(spec)
+    out = RunOutput(open_store(spec.out or spec.model).child(f"export/{name}"), "export")
+    out.unpublish()
+    test, rep = _splits(spec, trained)
+    model, replaced = convert.portable(trained.model)
+    with tempfile.TemporaryDirectory() as tmp:
+        saved, dest = os.path.join(tmp, "saved"), os.path.join(tmp, "out")
+        os.makedirs(dest)
+        t0 = time.monotonic()
+        convert.saved_model(model, saved)
+        if spec.format == "savedmodel":
+            os.rename(saved, dest := os.path.join(tmp, "savedmodel"))
+            artifact = dest
+        else:
+            data = convert.tflite(saved, spec.quantize, rep) if spec.format == "tflite" else convert.onnx(saved)
+            artifact = os.path.join(dest, FILES[spec.format])
+            with open(artifact, "wb") as fh:
+                fh.write(data)
+        log.info("converted to %s in %.1fs", name, time.monotonic() - t0)
+        doc = parity(spec, trained, test, convert.runner(spec.format, artifact),
+                     convert.file_size(artifact), replaced)
+        _upload_tree(out, dest)
+    out.write_text("labels.json", json.dumps(trained.meta, indent=2))
+    out.write_json("parity.json", doc)
+    out.publish(format=spec.format, quantize=spec.quantize, top1_agreement=doc["top1_agreement"])
+    flag = "meets" if doc["meets_target"] else "BELOW"
+    log.info("exported %s: top-1 agreement %.4f (%s target %.3f), max |dp| %.2g, accuracy %.4f vs "
+             "%.4f, %.2f MB, %.2f ms/img -> %s", name, doc["top1_agreement"], flag,
+             doc["target_agreement"], doc["max_abs_dp"], doc["accuracy_export"], doc["accuracy_keras"],
+             doc["size_bytes"] / 1e6, doc["ms_per_image"], out.uri)

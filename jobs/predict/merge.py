@@ -1,0 +1,107 @@
+"""``headstart predict-merge``: join the shards of a sharded predict into one set of outputs.
+
+Every shard ``shard-0000I-of-0000N/`` of ``OUT`` must be published (same N, none missing);
+their predictions.csv files are concatenated in shard order (streamed through a local file),
+counts summed and the report rebuilt from the shards' least-confident galleries.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import re
+import tempfile
+
+from headstart.jobs.predict.outputs import (GALLERY_INDEX, PREDICTIONS, Gallery, render_report,
+                                            skipped_csv, upload_file)
+from headstart.jobs.predict.spec import PredictMergeSpec
+from headstart.shared.data.images import Skipped
+from headstart.shared.runtime.errors import UserError
+from headstart.shared.storage.manifest import RunOutput, is_published
+from headstart.shared.storage.store import open_store
+
+log = logging.getLogger("headstart.predict")
+_SHARD = re.compile(r"^shard-(\d{5})-of-(\d{5})/manifest\.json$")
+
+
+def find_shards(root) -> list[str]:
+    """The shard folder names under ``root``; all of one count, every index present."""
+    found: dict[int, set[int]] = {}
+    for key in root.list():  # a folder prefix on local stores: list all, match the shard manifests
+        m = _SHARD.match(key)
+        if m:
+            found.setdefault(int(m[2]), set()).add(int(m[1]))
+    if not found:
+        raise UserError(f"no published predict shards (shard-*-of-*/manifest.json) under {root.uri!r}")
+    if len(found) > 1:
+        raise UserError(f"{root.uri!r} holds shards of different counts {sorted(found)}: "
+                        "remove the stale ones")
+    (count, indexes), = found.items()
+    missing = sorted(set(range(count)) - indexes)
+    if missing:
+        raise UserError(f"{root.uri!r} is missing shard(s) {missing} of {count}: rerun them first")
+    return [f"shard-{i:05d}-of-{count:05d}" for i in range(count)]
+
+
+def merge(spec: PredictMergeSpec) -> None:
+    """Merge the shards under ``spec.out`` into ``spec.out`` itself; manifest last."""
+    root = open_store(spec.out)
+    names = find_shards(root)
+    shards = [root.child(n) for n in names]
+    for name, store in zip(names, shards):
+        job = json.loads(store.read_text("manifest.json")).get("job")
+        if job != "predict" or not is_published(store):
+            raise UserError(f"{spec.out}/{name} is a {job!r} run, expected `headstart predict` output")
+    summaries = [json.loads(s.read_text("summary.json")) for s in shards]
+    headers = {tuple(next(csv.reader(io.StringIO(s.read_text(PREDICTIONS).split("\n", 1)[0]))))
+               for s in shards}
+    if len(headers) > 1 or len({tuple(x["labels"]) for x in summaries}) > 1:
+        raise UserError(f"the shards under {spec.out!r} come from different models or --top-k")
+    out = RunOutput(root, "predict")
+    out.unpublish()
+    fd, path = tempfile.mkstemp(prefix="merged-", suffix=".csv")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            for i, store in enumerate(shards):
+                text = store.read_text(PREDICTIONS)
+                fh.write(text if i == 0 else text.split("\n", 1)[1] if "\n" in text else "")
+        upload_file(out, PREDICTIONS, path)
+    finally:
+        os.unlink(path)
+    skipped = [Skipped(r["key"], r["label"], r["status"], r["reason"])
+               for s in shards for r in csv.DictReader(io.StringIO(s.read_text("skipped.csv")))]
+    gallery = Gallery(spec.gallery_per_label)
+    for store in shards:
+        for tile in json.loads(store.read_text(GALLERY_INDEX)):
+            gallery.offer(tile["label"], tile["confidence"], tile["caption"], store.read_bytes(tile["file"]))
+    summary = _merged_summary(summaries, len(names))
+    out.write_text("skipped.csv", skipped_csv(skipped))
+    gallery.write(out)
+    out.write_json("summary.json", summary)
+    out.write_text("report.html", render_report(
+        f"Predictions: {len(names)} shards merged", f"{spec.out} · {summary['images']} images",
+        summary, gallery, skipped))
+    out.publish(images=summary["images"], skipped=summary["skipped"], merged_shards=len(names))
+    log.info("merged %d shards: %d images (%d skipped, %d low confidence) -> %s", len(names),
+             summary["images"], summary["skipped"], summary["low_confidence"], out.uri)
+
+
+def _merged_summary(summaries: list[dict], n_shards: int) -> dict:
+    first = summaries[0]
+    labels = first["labels"]
+    n = sum(s["images"] for s in summaries)
+    doc = {"images": n, "skipped": sum(s["skipped"] for s in summaries),
+           "low_confidence": sum(s["low_confidence"] for s in summaries),
+           "min_confidence": first["min_confidence"], "temperature": first["temperature"],
+           "mean_confidence": sum((s["mean_confidence"] or 0) * s["images"] for s in summaries) / n if n else None,
+           "counts": {k: sum(s["counts"].get(k, 0) for s in summaries) for k in labels},
+           "low_confidence_by_label": {k: sum(s["low_confidence_by_label"].get(k, 0) for s in summaries)
+                                       for k in labels},
+           "labels": labels, "top_k": first["top_k"], "shards": n_shards, "tta": first.get("tta")}
+    labelled = sum(s.get("labelled", 0) for s in summaries)
+    if labelled:
+        doc["labelled"] = labelled
+        doc["accuracy"] = sum(s.get("accuracy", 0) * s.get("labelled", 0) for s in summaries) / labelled
+    return doc

@@ -1,0 +1,56 @@
+"""How many CPUs this process may really use (affinity mask and cgroup CPU quota).
+
+``os.cpu_count()`` is the host's count: a 2-vCPU container on a 96-core host would start 95
+decode processes. Every place that sizes workers by CPUs uses :func:`usable_cpus` instead.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+# cgroup v2 exposes ``cpu.max`` ("QUOTA PERIOD" or "max PERIOD"); v1 has two files.
+CGROUP_V2_MAX = Path("/sys/fs/cgroup/cpu.max")
+CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def cgroup_cpu_limit(v2: Path = CGROUP_V2_MAX, v1_quota: Path = CGROUP_V1_QUOTA,
+                     v1_period: Path = CGROUP_V1_PERIOD) -> float | None:
+    """The CPU quota in CPUs (e.g. 1.5), or None when unlimited or unknown."""
+    text = _read(v2)
+    if text:
+        parts = text.split()
+        if len(parts) == 2 and parts[0] != "max":
+            try:
+                quota, period = int(parts[0]), int(parts[1])
+            except ValueError:
+                return None
+            return quota / period if quota > 0 and period > 0 else None
+        return None
+    v1q, v1p = _read(v1_quota), _read(v1_period)
+    try:
+        q, p = int(v1q or "-1"), int(v1p or "0")
+    except ValueError:
+        return None
+    return q / p if q > 0 and p > 0 else None
+
+
+def usable_cpus(**cgroup_paths: Path) -> int:
+    """CPUs this process may use: the affinity mask, capped by the cgroup quota (rounded up,
+    at least 1). ``cgroup_paths`` overrides the cgroup file locations (tests)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    limit = cgroup_cpu_limit(**cgroup_paths)
+    if limit is not None:
+        cpus = min(cpus, max(1, math.ceil(limit)))
+    return max(1, cpus)

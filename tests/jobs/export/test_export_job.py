@@ -1,0 +1,94 @@
+"""End-to-end tests of ``headstart export`` on the tiny trained model."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from headstart.shared.runtime.cli import main
+from tests.helpers import failure
+
+HAVE_ONNX = all(importlib.util.find_spec(m) for m in ("tf2onnx", "onnxruntime"))
+
+
+def _parity(folder: Path) -> dict:
+    return json.loads((folder / "parity.json").read_text())
+
+
+def _keras_probs(run: str, x: np.ndarray) -> np.ndarray:
+    import keras
+
+    return np.asarray(keras.models.load_model(Path(run, "model.keras"))(x, training=False))
+
+
+@pytest.mark.parametrize("quantize", ["none", "float16", "int8"])
+def test_tflite(trained_run: str, tmp_path: Path, quantize: str) -> None:
+    import tensorflow as tf
+
+    args = ["export", trained_run, "--format", "tflite", "--out", str(tmp_path), "--batch-size", "4"]
+    assert main(args + ([] if quantize == "none" else ["--quantize", quantize, "--representative", "16"])) == 0
+    folder = tmp_path / "export" / ("tflite" if quantize == "none" else f"tflite-{quantize}")
+    doc = _parity(folder)
+    assert doc["quantize"] == quantize and doc["split"] == "test" and doc["images"] == 8
+    assert doc["top1_agreement"] >= doc["target_agreement"] and doc["meets_target"]
+    tol = {"none": 1e-5, "float16": 5e-3, "int8": 0.05}[quantize]
+    assert doc["max_abs_dp"] < tol
+    assert doc["size_bytes"] == (folder / "model.tflite").stat().st_size and doc["ms_per_image"] > 0
+    published = json.loads((folder / "manifest.json").read_text())["files"]
+    assert {"model.tflite", "parity.json", "labels.json"} <= set(published)
+    # The exported model takes any image size, like model.keras (32px is its native size).
+    interp = tf.lite.Interpreter(model_path=str(folder / "model.tflite"))
+    inp = interp.get_input_details()[0]
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    interp.resize_tensor_input(inp["index"], [2, 32, 32, 3])
+    interp.allocate_tensors()
+    interp.set_tensor(inp["index"], x)
+    interp.invoke()
+    got = interp.get_tensor(interp.get_output_details()[0]["index"])
+    assert np.abs(got - _keras_probs(trained_run, x)).max() < tol
+    interp.resize_tensor_input(inp["index"], [1, 50, 70, 3])
+    interp.allocate_tensors()
+    interp.set_tensor(inp["index"], np.full((1, 50, 70, 3), 128, np.float32))
+    interp.invoke()
+    assert interp.get_tensor(interp.get_output_details()[0]["index"]).shape == (1, 4)
+
+
+def test_savedmodel_and_bad_arguments(trained_run: str, tmp_path: Path) -> None:
+    assert main(["export", trained_run, "--format", "savedmodel", "--out", str(tmp_path),
+                 "--parity-images", "5"]) == 0
+    folder = tmp_path / "export" / "savedmodel"
+    doc = _parity(folder)
+    assert doc["images"] == 5 and doc["max_abs_dp"] < 1e-6 and (folder / "saved_model.pb").is_file()
+    bad = tmp_path / "bad"
+    assert main(["export", trained_run, "--format", "savedmodel", "--quantize", "int8", "--out", str(bad)]) == 2
+    assert "quantize" in failure(bad)["message"]
+    assert main(["export", trained_run, "--format", "coreml", "--out", str(bad)]) == 2
+    assert main(["export", trained_run, "--format", "tflite", "--dataset", str(tmp_path / "none"),
+                 "--out", str(bad)]) == 2
+
+
+def test_onnx_missing_extra(trained_run: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)  # import tf2onnx now raises ImportError
+    out = tmp_path / "x"
+    assert main(["export", trained_run, "--format", "onnx", "--out", str(out)]) == 2
+    message = failure(out)["message"]
+    assert "headstart[onnx]" in message and "tf2onnx" in message
+    assert not (out / "export").exists()  # refused before anything was written
+
+
+@pytest.mark.skipif(not HAVE_ONNX, reason="the [onnx] extra is not installed")
+def test_onnx(trained_run: str, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    assert main(["export", trained_run, "--format", "onnx", "--out", str(tmp_path)]) == 0
+    folder = tmp_path / "export" / "onnx"
+    doc = _parity(folder)
+    assert doc["top1_agreement"] >= 0.995 and doc["max_abs_dp"] < 1e-5
+    sess = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    assert np.abs(got - _keras_probs(trained_run, x)).max() < 1e-5
