@@ -6,7 +6,7 @@ HELP = ("check a dataset before training: likely label errors, off-topic images,
         "train/test leakage, image health, class balance; writes a keep-list for train --exclude")
 
 
-def run(spec: AuditSpec) -> None:
+def run(spec: AuditSpec):
     from headstart.jobs.audit.workflow import audit
 
-    audit(spec)
+    return audit(spec)

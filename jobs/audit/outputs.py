@@ -95,7 +95,7 @@ def _gallery(decoded, rows, items, limit: int) -> str:
 
 
 def write_outputs(spec: AuditSpec, out: RunOutput, index, decoded, ok, y, issues, outliers, dups,
-                  seconds: float) -> None:
+                  seconds: float):
     from headstart.shared.audit.findings import balance
     from headstart.shared.audit.keeplist import keep_csv
 
@@ -134,3 +134,9 @@ def write_outputs(spec: AuditSpec, out: RunOutput, index, decoded, ok, y, issues
     out.publish(images=len(decoded), kept=summary["kept"], findings=summary["findings"])
     log.info("audited %d images in %.1fs: %s; %d kept -> %s", len(decoded), seconds,
              ", ".join(f"{k}={v}" for k, v in summary["findings"].items() if v), summary["kept"], out.uri)
+    from headstart.shared.runtime.summary import Summary
+    from headstart.shared.storage.store import join
+
+    return Summary(job="audit", out=out.uri, produced="audit.csv + keep.csv + report", metric="images kept",
+                   value=summary["kept"], report=join(out.uri, "report.html"),
+                   details={"images": len(decoded), "findings": summary["findings"]})

@@ -82,7 +82,7 @@ def embed(spec: AuditSpec, decoded: list[Decoded], n_labels: int, size: int) -> 
     return pooled(maps[:, 0])
 
 
-def audit(spec: AuditSpec) -> None:
+def audit(spec: AuditSpec):
     """Run the audit job described by ``spec``."""
     from headstart.shared.audit import findings
     from headstart.shared.model.backbones import get_info, resolve_size
@@ -93,7 +93,8 @@ def audit(spec: AuditSpec) -> None:
     if spec.valid_fraction + spec.test_fraction >= 0.9:
         raise UserError(f"valid_fraction + test_fraction must be below 0.9, got {spec.valid_fraction} + "
                         f"{spec.test_fraction}")
-    index = discover(spec.dataset, SplitConfig(spec.valid_fraction, spec.test_fraction, spec.seed, None, 1))
+    index = discover(spec.dataset, SplitConfig(valid_fraction=spec.valid_fraction, test_fraction=spec.test_fraction,
+                                               seed=spec.seed, max_per_label=None, min_per_label=1))
     out = RunOutput(open_store(spec.out), "audit")
     out.unpublish()
     decoded = decode_all(spec, index, size)
@@ -114,4 +115,4 @@ def audit(spec: AuditSpec) -> None:
     dups = findings.duplicates(emb, y, [d.split for d in ok], spec.duplicate_threshold, spec.leakage_threshold)
     from headstart.jobs.audit.outputs import write_outputs
 
-    write_outputs(spec, out, index, decoded, ok, y, issues, (out_score, out_flag), dups, time.monotonic() - t0)
+    return write_outputs(spec, out, index, decoded, ok, y, issues, (out_score, out_flag), dups, time.monotonic() - t0)

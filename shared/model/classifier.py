@@ -106,8 +106,7 @@ def with_head(clf: Classifier, layers: list[keras.layers.Layer]) -> None:
     features are cached, i.e. after the classifier was assembled).
     """
     raw = keras.Input((None, None, 3), name="image")
-    x = keras.layers.Resizing(clf.image_size, clf.image_size, interpolation="bilinear",
-                              antialias=True, name="resize")(raw)
+    x = resize_layer(clf.image_size)(raw)
     x = clf.backbone(_apply(clf.preprocess, x), training=False)
     clf.model = keras.Model(raw, _apply(layers, x), name=clf.model.name)
     feat_in = keras.Input(tuple(clf.extractor.output.shape[1:]), name="features")
