@@ -19,6 +19,8 @@ class AuditSpec(JobSpec):
     test_fraction: float = Field(0.15, ge=0, lt=0.9, description="test share of a flat dataset")
     seed: int = Field(1337, description="seed for splits and the cross-validated probes")
     folds: int = Field(5, ge=2, le=20, description="cross-validation folds of the label-error probes")
+    min_given_prob: float = Field(0.1, ge=0, lt=1, description="also flag a label error when the probes "
+                                  "give the given label less than this probability and prefer another")
     outlier_mads: float = Field(4.0, gt=0, description="flag an image whose neighbour similarity is this "
                                 "many robust deviations (MAD) below the dataset's median")
     duplicate_threshold: float = Field(0.97, gt=0, le=1, description="cosine similarity at or above which "

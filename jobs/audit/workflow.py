@@ -110,7 +110,8 @@ def audit(spec: AuditSpec):
     from headstart.shared.explain.similarity import normalize
 
     emb = normalize(feats)
-    issues = findings.label_issues(feats, y, len(labels), seed=spec.seed, folds=spec.folds)
+    issues = findings.label_issues(feats, y, len(labels), seed=spec.seed, folds=spec.folds,
+                                    min_given_prob=spec.min_given_prob)
     out_score, out_flag = findings.outlier_scores(emb, y, spec.outlier_mads)
     dups = findings.duplicates(emb, y, [d.split for d in ok], spec.duplicate_threshold, spec.leakage_threshold)
     from headstart.jobs.audit.outputs import write_outputs

@@ -41,8 +41,14 @@ class LabelIssues:
     probe: str              # which probe produced the probabilities
 
 
-def label_issues(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int, folds: int) -> LabelIssues:
-    """Confident learning on out-of-sample probabilities of k-fold linear probes."""
+def label_issues(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int, folds: int,
+                 min_given_prob: float = 0.0) -> LabelIssues:
+    """Confident learning on out-of-sample probabilities of k-fold linear probes.
+
+    ``min_given_prob``: also flag images whose given label gets less than this out-of-sample
+    probability while another label wins (confident learning alone is conservative: on flowers5
+    with 10% flips, 0.1 raised recall 0.67 -> 0.77 at the same precision).
+    """
     from headstart.shared.model.selection import cross_val_probs, select_head
 
     cl = require_cleanlab()
@@ -57,6 +63,7 @@ def label_issues(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int, fol
         return LabelIssues(probs=probs, flagged=np.zeros(len(y), bool), score=np.zeros(len(y)),
                            suggested=y.copy(), probe="none: a single label")
     flagged = np.asarray(cl.filter.find_label_issues(y, probs, filter_by="confident_learning"), bool)
+    flagged |= (probs[np.arange(len(y)), y] < min_given_prob) & (probs.argmax(1) != y)
     quality = np.asarray(cl.rank.get_label_quality_scores(y, probs))
     return LabelIssues(probs=probs, flagged=flagged, score=1.0 - quality, suggested=probs.argmax(1),
                        probe=f"linear C={c:g} steps={steps}, {folds}-fold out-of-sample")

@@ -57,3 +57,14 @@ def test_duplicates_sorted_into_within_conflict_and_leakage():
 def test_balance_names_small_labels():
     out = balance({"a": 100, "b": 90, "c": 10})
     assert out["underrepresented"] == ["c"] and out["max_min_ratio"] == 10.0
+
+
+def test_min_given_prob_adds_images_the_probes_are_sure_about():
+    x, y = _data()
+    noisy = y.copy()
+    flipped = np.array([3, 50, 90, 100, 7, 61])
+    noisy[flipped] = (y[flipped] + 1) % 3
+    plain = label_issues(x, noisy, 3, seed=0, folds=4)
+    wider = label_issues(x, noisy, 3, seed=0, folds=4, min_given_prob=0.5)
+    assert (wider.flagged >= plain.flagged).all()
+    assert set(flipped) <= set(np.flatnonzero(wider.flagged))
