@@ -38,6 +38,18 @@ def _rows(text: str) -> dict[str, dict]:
     return {r["key"]: r for r in csv.DictReader(io.StringIO(text))}
 
 
+def _health_only(keep_text: str) -> str:
+    """The keep-list with only the file-level drops: the untrained tiny backbone's probes flag
+    most images as label issues, which would leave too few to train on."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["key", "keep", "reasons"])
+    for key, r in _rows(keep_text).items():
+        reasons = {x for x in r["reasons"].split(";") if x} - {"label_issue", "outlier"}
+        writer.writerow([key, 0 if reasons else 1, ";".join(sorted(reasons))])
+    return out.getvalue()
+
+
 @pytest.fixture(scope="module")
 def audited(planted: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("audit") / "out"
@@ -74,15 +86,18 @@ def test_audit_finds_what_was_planted(audited: Path, planted: str) -> None:
 
 
 def test_train_exclude_leaves_out_what_the_audit_dropped(audited: Path, planted: str, tmp_path: Path) -> None:
+    folder = tmp_path / "audit"
+    folder.mkdir()
+    (folder / "keep.csv").write_text(_health_only((audited / "keep.csv").read_text()))
     out = tmp_path / "run"
-    assert main(["train", planted, "--out", str(out), *TINY, "--epochs", "1", "--exclude", str(audited)]) == 0
+    assert main(["train", planted, "--out", str(out), *TINY, "--epochs", "1", "--exclude", str(folder)]) == 0
     trained = {r["key"] for r in csv.DictReader(open(out / "splits.csv"))}
-    dropped = {k for k, r in _rows((audited / "keep.csv").read_text()).items() if r["keep"] == "0"}
-    assert dropped and not trained & dropped
-    # the keep.csv itself works too
+    dropped = {k for k, r in _rows((folder / "keep.csv").read_text()).items() if r["keep"] == "0"}
+    assert len(dropped) >= 4 and not trained & dropped  # unreadable, tiny, constant, a copy
+    # the keep.csv file itself works too
     out2 = tmp_path / "run2"
     assert main(["train", planted, "--out", str(out2), *TINY, "--epochs", "1", "--exclude",
-                 str(audited / "keep.csv")]) == 0
+                 str(folder / "keep.csv")]) == 0
 
 
 def test_exclude_errors_are_clear(shapes_dataset: str, audited: Path, tmp_path: Path, capsys) -> None:
@@ -113,5 +128,7 @@ def test_audit_on_s3(planted: str, moto_server) -> None:
     summary = json.loads(store.read_text("summary.json"))
     assert summary["findings"]["unreadable"] == 1 and summary["images"] == 70
     assert "keep.csv" in json.loads(store.read_text("manifest.json"))["files"]
+    open_store(f"{moto_server.uri}/kept").write_text("keep.csv", _health_only(store.read_text("keep.csv")))
     run = f"{moto_server.uri}/run"
-    assert main(["train", data, "--out", run, *TINY, "--epochs", "1", "--exclude", out]) == 0
+    assert main(["train", data, "--out", run, *TINY, "--epochs", "1", "--exclude", f"{moto_server.uri}/kept"]) == 0
+    assert "broken.jpg" not in open_store(run).read_text("splits.csv")

@@ -13,7 +13,8 @@ from tests.helpers import TINY
 
 
 def _run(dataset: str, out: Path, *extra: str) -> dict:
-    assert main(["train", dataset, "--out", str(out), *TINY, *extra]) == 0
+    # These check the epoch loop's fast/slow paths and phases: the reference recipe.
+    assert main(["train", dataset, "--out", str(out), *TINY, "--recipe", "reference", *extra]) == 0
     return json.loads((out / "metrics.json").read_text())
 
 

@@ -16,7 +16,7 @@ from headstart.shared.model import training
 from headstart.shared.runtime.cli import main
 from tests.helpers import TINY, failure
 
-ARGS = [*TINY, "--epochs", "4", "--patience", "10", "--dropout", "0"]
+ARGS = [*TINY, "--recipe", "reference", "--epochs", "4", "--patience", "10", "--dropout", "0"]  # the epoch loop
 
 
 def _weights(run: Path) -> list[np.ndarray]:
@@ -57,7 +57,7 @@ def test_sigterm_then_rerun_resumes_and_matches_uninterrupted(shapes_dataset: st
 def test_real_sigterm_to_subprocess_exits_75(shapes_dataset: str, tmp_path: Path) -> None:
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "shared", "train", shapes_dataset, "--out", str(out), *TINY,
-           "--epochs", "500", "--patience", "500"]
+           "--recipe", "reference", "--epochs", "500", "--patience", "500"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     state = out / "checkpoint" / "state.json"
