@@ -45,7 +45,7 @@ def test_resolved_spec_saved(trained_run: str) -> None:
 def test_spec_from_env_and_file(shapes_dataset: str, tmp_path: Path, monkeypatch) -> None:
     spec_file = tmp_path / "train.yaml"
     spec_file.write_text(yaml.safe_dump({"backbone": "tiny", "weights": "none", "image_size": 32,
-                                         "epochs": 5}))
+                                         "epochs": 5, "recipe": "reference"}))  # epochs count in the epoch loop
     monkeypatch.setenv("HEADSTART_EPOCHS", "1")
     out = tmp_path / "run"
     assert main(["train", shapes_dataset, "--out", str(out), "--spec", str(spec_file),
