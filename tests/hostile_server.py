@@ -14,7 +14,6 @@ Routes (``server.url(path)``); ``interval`` is the pause between pieces (``?inte
 """
 from __future__ import annotations
 
-import socket
 import socketserver
 import threading
 import time
@@ -23,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 
 class _Handler(socketserver.BaseRequestHandler):
-    server: "_TCPServer"
+    server: _TCPServer
 
     def _send(self, data: bytes, interval: float = 0.0, piece: int = 0) -> None:
         if not piece:
@@ -119,7 +118,7 @@ class HostileServer:
     def url(self, path: str) -> str:
         return f"http://localhost:{self.port}{path}"
 
-    def __enter__(self) -> "HostileServer":
+    def __enter__(self) -> HostileServer:
         self.thread.start()
         return self
 

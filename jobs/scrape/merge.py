@@ -112,7 +112,7 @@ def _chunks(path: Path):
 
 def _summary(per_label: dict[str, Counter], index: MergeIndex, settings: SplitSettings,
              shard_count: int) -> dict:
-    totals = Counter()
+    totals: Counter[str] = Counter()
     for counts in per_label.values():
         totals.update(counts)
     total = sum(totals.values())

@@ -14,8 +14,8 @@ from headstart.shared.runtime.specs import JobSpec
 class SplitSettings(JobSpec):
     """How the merged dataset is split and judged (shared by scrape and scrape-merge)."""
 
-    valid_fraction: float = Field(0.1, description="validation share per label")
-    test_fraction: float = Field(0.1, description="test share per label")
+    valid_fraction: float = Field(0.1, ge=0, lt=1, description="validation share per label")
+    test_fraction: float = Field(0.1, ge=0, lt=1, description="test share per label")
     seed: int = Field(42, description="seed of the stratified split")
     min_success: float = Field(0.0, ge=0, le=1, description="fail (exit 2, no manifest) when the "
                                "share of URLs yielding a valid image is below this")
@@ -24,7 +24,7 @@ class SplitSettings(JobSpec):
                              "first URL, or drop it")
 
     @model_validator(mode="after")
-    def _fractions(self) -> "SplitSettings":
+    def _fractions(self) -> SplitSettings:
         check_fractions(self.valid_fraction, self.test_fraction)
         return self
 
@@ -68,13 +68,13 @@ class MergeSpec(JobSpec):
     """Split settings left unset are taken from the shards' recorded spec."""
 
     out: str = Field(description="the --out of the sharded scrape runs")
-    valid_fraction: float | None = Field(None, description="validation share per label")
-    test_fraction: float | None = Field(None, description="test share per label")
+    valid_fraction: float | None = Field(None, ge=0, lt=1, description="validation share per label")
+    test_fraction: float | None = Field(None, ge=0, lt=1, description="test share per label")
     seed: int | None = Field(None, description="seed of the stratified split")
     min_success: float | None = Field(None, ge=0, le=1, description="minimum success rate")
     on_conflict: Literal["first", "drop"] | None = Field(None, description="first | drop")
 
     @model_validator(mode="after")
-    def _fractions(self) -> "MergeSpec":
+    def _fractions(self) -> MergeSpec:
         check_fractions(self.valid_fraction, self.test_fraction)  # the merge rechecks the sum
         return self

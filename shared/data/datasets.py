@@ -25,6 +25,8 @@ SPLITS = splitting.SPLITS
 _IGNORED_NAMES = {"manifest.json", "_FAILURE.json", "scrape_report.csv", "scrape_summary.json",
                   "spec.yaml", "README.md", "README.txt", "LICENSE", "LICENSE.txt"}
 
+_OWN_FOLDERS = {"_scrape", "checkpoint"}
+
 
 @dataclass(frozen=True)
 class Item:
@@ -44,7 +46,7 @@ class DatasetIndex:
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
         for split, items in self.splits.items():
-            per = {label: 0 for label in self.labels}
+            per = dict.fromkeys(self.labels, 0)
             for item in items:
                 per[item.label] += 1
             out[split] = per
@@ -82,7 +84,10 @@ def check_label_sizes(counts: dict[str, int], needed: int, where: str) -> None:
 def _is_candidate(key: str) -> bool:
     parts = key.split("/")
     # Hidden folders too: a local store never lists them, so S3 must not either.
-    return not any(p.startswith(".") for p in parts) and parts[-1] not in _IGNORED_NAMES
+    # Our own working folders (the scrape job's ``_scrape/`` records and objects, a run's
+    # ``checkpoint/``) sit beside the labels and are never images of a label.
+    return (not any(p.startswith(".") for p in parts) and parts[-1] not in _IGNORED_NAMES
+            and parts[0] not in _OWN_FOLDERS)
 
 
 def _list_keys(store: Store, uri: str) -> tuple[list[str], set[str]]:
@@ -221,7 +226,7 @@ def discover(uri: str, config: SplitConfig = SplitConfig()) -> DatasetIndex:
     else:
         layout, splits = "flat", _flat_splits(keys, store, uri, config)
     labels = _check_labels(splits, uri)
-    train_counts = {label: 0 for label in labels}
+    train_counts = dict.fromkeys(labels, 0)
     for item in splits["train"]:
         train_counts[item.label] += 1
     check_label_sizes(train_counts, 1 if layout == "flat" else config.min_per_label, f"{uri} train/")

@@ -97,7 +97,8 @@ class CheckpointStore:
         except (ValueError, UnicodeDecodeError) as exc:
             raise CorruptCheckpoint(f"{key} is not valid JSON ({exc})") from None
         if not isinstance(state, dict) or any(k not in state for k in _REQUIRED):
-            raise CorruptCheckpoint(f"{key} lacks {[k for k in _REQUIRED if k not in (state if isinstance(state, dict) else {})]}")
+            missing = [k for k in _REQUIRED if k not in (state if isinstance(state, dict) else {})]
+            raise CorruptCheckpoint(f"{key} lacks {missing}")
         needed = [state["weights"], state["optimizer"]]
         # A damaged best-weights file of this phase only costs the "restore best" at its end
         # (restore_best warns); the head a fine-tune phase builds on is needed though.

@@ -101,7 +101,7 @@ class _DeadlineReader(io.RawIOBase):
             self.sock.settimeout(min(left, _POLL))
             try:
                 return self.sock.recv_into(buf)
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:
                 continue  # re-check the deadline and the stop flag
 
 

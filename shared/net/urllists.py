@@ -18,7 +18,6 @@ entry with ``problem`` set, which the scrape records as ``bad_row``.
 from __future__ import annotations
 
 import csv
-import io
 import logging
 import re
 from contextlib import ExitStack, contextmanager
@@ -183,7 +182,7 @@ def iter_urls(uri: str) -> Iterator[UrlEntry]:
 def describe(uri: str) -> tuple[int, dict[str, int]]:
     """One streaming pass: the number of entries and the URLs per label (validates the whole
     list, so a bad line fails the job before any download). Malformed rows count under ``""``."""
-    total, per_label = 0, {}
+    total, per_label = 0, dict[str, int]()
     for entry in iter_urls(uri):
         total += 1
         per_label[entry.label] = per_label.get(entry.label, 0) + 1

@@ -100,6 +100,9 @@ def test_budget_stops_the_search(texture_dataset: str, tmp_path: Path) -> None:
     assert status["tiny@16"][0] == "scored", "the cheapest candidate always runs"
     assert status["tiny@64"][0] == "skipped" and "budget" in status["tiny@64"][1]
     assert doc["chosen"]["fine_tune_layers"] == 0
+    assert doc["budget"]["budget_s"] <= 0.06 and "tiny@16" in doc["budget"]["candidates_s"]
+    assert any("the search took" in w for w in doc["warnings"]), "an overrun is never silent"
+    assert "Budget" in (out / "auto_report.html").read_text()
 
 
 def test_imbalanced_labels_get_class_weights_and_a_warning(texture_dataset: str, tmp_path: Path,

@@ -65,6 +65,7 @@ def test_label_files_named_like_devices_are_refused(tmp_path):
 def test_a_row_with_more_fields_than_the_header_is_a_bad_row(tmp_path):
     data = b"url,label\nhttp://a/1.jpg,cat\nhttp://a/x,b.jpg,dog\nhttp://a/3.jpg,dog\n"
     entries = list(iter_urls(_csv(tmp_path, data)))
-    assert [(e.index, e.label, bool(e.problem)) for e in entries] == [(0, "cat", False), (1, "", True), (2, "dog", False)]
+    assert [(e.index, e.label, bool(e.problem)) for e in entries] == [
+        (0, "cat", False), (1, "", True), (2, "dog", False)]
     assert "line 3" in entries[1].problem and "3 fields" in entries[1].problem
     assert describe(_csv(tmp_path, data)) == (3, {"cat": 1, "": 1, "dog": 1})
