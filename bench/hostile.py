@@ -129,8 +129,19 @@ def run_case(case: dict, allow: str) -> dict:
 
         with open(Path(tmp) / "out" / "scrape_report.csv", newline="") as fh:
             statuses = Counter(row["status"] for row in csv.DictReader(fh))
-    return {"statuses": dict(statuses), "wall_s": round(wall, 2),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    return {"statuses": dict(statuses), "wall_s": round(wall, 2), "peak_rss_mb": _peak_rss_mb()}
+
+
+def _peak_rss_mb() -> float:
+    """This process's own high-water RSS (VmHWM; ru_maxrss would carry the parent's peak
+    across fork + exec on Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def main() -> None:
