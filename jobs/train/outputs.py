@@ -65,6 +65,15 @@ def split_metrics(clf: Classifier, splits: dict[str, LoadedSplit], result: Recip
     return out
 
 
+def _selection_comment(result: RecipeResult) -> str:
+    """What the default recipe chose and why, as YAML comments (the spec itself stays loadable)."""
+    if result.selection is None:
+        return ""
+    sel = result.selection
+    return (f"# selection (recipe: default; full table in metrics.json): {sel.chosen.label()}\n"
+            f"# why: {sel.reason}\n")
+
+
 def _calibrate(out: RunOutput, metrics_doc: dict, splits: dict[str, LoadedSplit], probs: dict) -> None:
     """Fit temperature scaling on the validation split: calibration.json, reliability.png and
     ECE before/after in metrics.json (predict and evaluate apply the temperature)."""
@@ -105,7 +114,10 @@ def write_outputs(run: TrainRun, clf: Classifier, result: RecipeResult) -> Summa
         "head_images_per_s": head.images_per_second if head else None,
         "counts": {name: len(s) for name, s in splits.items()},
         "skipped": sum(len(s.skipped) for s in splits.values()),
+        "recipe": spec.recipe,
     }
+    if result.selection is not None:
+        metrics_doc["selection"] = result.selection.doc()
     labels_doc = {"labels": index.labels, "backbone": spec.backbone, "backbone_layer": BACKBONE_LAYER,
                   "image_size": clf.image_size, "preprocess": info.preprocess, "weights": spec.weights,
                   "input": "RGB uint8 or float 0-255, any size (resized inside the model)"}
@@ -117,7 +129,7 @@ def write_outputs(run: TrainRun, clf: Classifier, result: RecipeResult) -> Summa
     curves = training_curves(result.history, result.phase_starts, best)
     out.write_bytes(CURVES_FILE, curves)
     out.write_json(METRICS_FILE, metrics_doc)
-    out.write_text(SPEC_FILE, spec.to_yaml())
+    out.write_text(SPEC_FILE, spec.to_yaml() + _selection_comment(result))
     out.write_text(SKIPPED_FILE, skipped_csv({name: s.skipped for name, s in splits.items()}))
     out.write_text(SPLITS_FILE, splits_csv(splits, index.labels))
     out.write_text("report.html", train_report(spec, metrics_doc, curves, n_train))

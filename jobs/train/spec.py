@@ -18,6 +18,11 @@ class TrainSpec(JobSpec):
     backbone: str = Field("resnet50", description="backbone name from the registry")
     weights: str = Field("imagenet", description="imagenet | none | path/URI of a backbone .weights.h5")
     image_size: int | None = Field(None, description="input size in pixels (default: the backbone's)")
+    recipe: Literal["default", "reference"] = Field(
+        "default", description="default: head, regularisation and steps chosen by k-fold CV on cached "
+        "features; reference: the reference notebook's head and schedule")
+    exclude: str | None = Field(None, description="audit output (folder/URI or its keep.csv): train "
+                                "only on the images its keep-list keeps")
     epochs: int = Field(20, ge=1, le=10_000, description="maximum head-training epochs (early stopping ends sooner)")
     batch_size: int | None = Field(None, ge=1, le=4096, description="images per training batch "
                                     "(default: 32; 8 below 128 training images, 16 below 256)")
