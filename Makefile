@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test lint bench-quick clean image-check
+.PHONY: demo test lint bench-quick report-check clean image-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 required, found " + sys.version'
@@ -24,6 +24,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m mypy
+
+# Every report rendered in headless Chromium (apt-get install -y chromium); SCREENS=DIR saves screenshots.
+report-check: $(STAMP)
+	REPORT_SCREENS=$(SCREENS) $(BIN)/python -m pytest -q tests/jobs/test_reports_browser.py
 
 bench-quick: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b --quick || exit 1; done

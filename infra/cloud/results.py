@@ -15,7 +15,7 @@ from headstart.shared.storage.store import open_store
 log = logging.getLogger(__name__)
 
 PIPELINE_FAILURE = "_PIPELINE_FAILURE.json"
-REPORTS = ("report.html",)
+REPORTS = ("report.html", "auto_report.html")
 
 
 @dataclass

@@ -5,7 +5,7 @@ SPEC = DemoSpec
 HELP = "run train + evaluate end to end on a sample dataset, offline"
 
 
-def run(spec: DemoSpec) -> None:
+def run(spec: DemoSpec):
     from headstart.jobs.demo.workflow import demo
 
-    demo(spec)
+    return demo(spec)

@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from headstart.jobs.demo.spec import DemoSpec
 from headstart.shared.data.images import encode_jpeg
+from headstart.shared.runtime.summary import Summary
 from headstart.shared.storage.store import join, open_store
 
 log = logging.getLogger("headstart.demo")
@@ -61,7 +62,7 @@ def _handed_material(spec: DemoSpec) -> Path | None:
     return None
 
 
-def demo(spec: DemoSpec) -> None:
+def demo(spec: DemoSpec) -> Summary:
     """Train and evaluate on the best sample data available offline."""
     from headstart.jobs.evaluate.spec import EvaluateSpec
     from headstart.jobs.evaluate.workflow import evaluate
@@ -83,7 +84,8 @@ def demo(spec: DemoSpec) -> None:
         tspec = TrainSpec(dataset=data, out=run, backbone="tiny", weights="none", image_size=64,
                           epochs=30, patience=5, overwrite=True)
     train(tspec)
-    evaluate(EvaluateSpec(model=run, dataset=tspec.dataset, out=ev))
-    report = join(ev, "report.html")
-    log.info("demo done: report at %s", report)
-    print(f"Report: {report}")
+    result = evaluate(EvaluateSpec(model=run, dataset=tspec.dataset, out=ev))
+    log.info("demo done: report at %s", result.report)
+    return Summary(job="demo", out=open_store(spec.out).uri, produced="dataset + model + evaluation",
+                   metric=result.metric, value=result.value, report=result.report,
+                   details={"model": run, "evaluation": ev})

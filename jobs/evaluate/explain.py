@@ -27,25 +27,30 @@ DUPLICATE_THRESHOLD = 0.98
 
 
 def gradcam_worst(out: RunOutput, trained: TrainedModel, split: LoadedSplit,
-                  worst: list[dict[str, Any]], batch_size: int = 32) -> None:
-    """Write ``gradcam/<n>.png`` for each worst error (map of the wrong prediction) and link it."""
+                  worst: list[dict[str, Any]], batch_size: int = 32) -> dict[str, bytes]:
+    """Write ``gradcam/<n>.png`` for each worst error (map of the wrong prediction), name it in
+    ``worst`` and return the PNGs by name (the report embeds them: it must work once copied)."""
     from headstart.shared.explain.camgraph import build_cam_graph
     from headstart.shared.explain.gradcam import make_cam, upsample
     from headstart.shared.explain.overlay import overlay_png
 
     if not worst:
-        return
+        return {}
     images = np.stack([split.images[w["index"]] for w in worst])
     graph = build_cam_graph(trained.model)
     result = make_cam("gradcam", graph).run(images, None, batch_size)
     side = max(DISPLAY, images.shape[1])
     heat = upsample(result.heatmaps, side, side)
+    overlays: dict[str, bytes] = {}
     for n, w in enumerate(worst):
         shown = np.asarray(Image.fromarray(to_uint8(images[n])).resize((side, side), Image.Resampling.BILINEAR))
         text = f"true {w['true']}, predicted {w['predicted']} {w['probability']:.2f}"
-        out.write_bytes(f"gradcam/{n}.png", overlay_png(shown, heat[n], text))
+        png = overlay_png(shown, heat[n], text)
+        out.write_bytes(f"gradcam/{n}.png", png)
         w["gradcam"] = f"gradcam/{n}.png"
+        overlays[w["gradcam"]] = png
     log.info("Grad-CAM of the %d worst errors (layer %s)", len(worst), graph.layer_name)
+    return overlays
 
 
 def similarity_sections(out: RunOutput, trained: TrainedModel, split: LoadedSplit,
@@ -68,7 +73,8 @@ def similarity_sections(out: RunOutput, trained: TrainedModel, split: LoadedSpli
                                                              [split.name] * len(names))))
     note = (f"<p class='muted'>{len(idx)} of {n} images embedded; "
             "run <code>headstart similarity</code> for every image and the train/test leakage report.</p>")
-    sections = sr.sections(result, names, labels, [split.name] * len(names), figure)
+    thumbs = {k: sr.thumbnail(split.images[idx[k]]) for k in sr.shown_indices(result)}
+    sections = sr.sections(result, names, labels, [split.name] * len(names), figure, thumbs)
     agreement = sr.neighbour_agreement(result, labels)
     if agreement is not None:
         note += f"<p>Nearest neighbour has the same label for {agreement:.1%} of the images.</p>"
@@ -77,14 +83,16 @@ def similarity_sections(out: RunOutput, trained: TrainedModel, split: LoadedSpli
 
 
 def explain(out: RunOutput, trained: TrainedModel, split: LoadedSplit,
-            worst: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """Both explanations; returns extra report sections. Failures are logged, not raised."""
+            worst: list[dict[str, Any]]) -> tuple[list[tuple[str, str]], dict[str, bytes]]:
+    """Both explanations: (extra report sections, Grad-CAM overlay PNGs by name). Failures are
+    logged, not raised."""
+    overlays: dict[str, bytes] = {}
     try:
-        gradcam_worst(out, trained, split, worst)
+        overlays = gradcam_worst(out, trained, split, worst)
     except (UserError, RuntimeError, ValueError) as exc:
         log.warning("no Grad-CAM for the worst errors: %s", exc)
     try:
-        return similarity_sections(out, trained, split)
+        return similarity_sections(out, trained, split), overlays
     except (UserError, RuntimeError, ValueError) as exc:
         log.warning("no similarity section: %s", exc)
-        return []
+        return [], overlays

@@ -5,7 +5,7 @@ SPEC = EvaluateSpec
 HELP = "evaluate a trained model: metrics, confusion matrix, worst errors, HTML report"
 
 
-def run(spec: EvaluateSpec) -> None:
+def run(spec: EvaluateSpec):
     from headstart.jobs.evaluate.workflow import evaluate
 
-    evaluate(spec)
+    return evaluate(spec)

@@ -17,6 +17,8 @@ from headstart.shared.data.loading import LoadedSplit, skipped_csv
 from headstart.shared.storage.manifest import RunOutput
 from headstart.shared.report.metrics import row_normalize
 from headstart.shared.model.trained import TrainedModel
+from headstart.shared.runtime.summary import Summary
+from headstart.shared.storage.store import join
 
 
 def worst_errors(split: LoadedSplit, probs: np.ndarray, labels: list[str], n: int) -> list[dict[str, Any]]:
@@ -52,7 +54,9 @@ def _per_class_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def _report(spec: EvaluateSpec, trained: TrainedModel, summary: dict, figs: dict[str, bytes],
-            worst: list[dict], split: LoadedSplit, extra: Sequence[tuple[str, str]] = ()) -> str:
+            worst: list[dict], split: LoadedSplit, extra: Sequence[tuple[str, str]] = (),
+            overlays: dict[str, bytes] | None = None, seconds: float | None = None) -> str:
+    overlays = overlays or {}
     rep = report.Report(f"Evaluation: {trained.meta.get('backbone')} on {spec.dataset}",
                         f"model {spec.model} · split {spec.split} · {summary['n']} images, "
                         f"{len(split.skipped)} skipped")
@@ -76,20 +80,30 @@ def _report(spec: EvaluateSpec, trained: TrainedModel, summary: dict, figs: dict
                 f"before, {cal['ece_after']:.4f} after temperature scaling (T = {cal['temperature']:.3g}, "
                 f"fitted on the {cal['fitted_on']} split at training time).</p>"
                 + report.figure(figs["reliability.png"], "reliability diagram"))
-    tiles = [(encode_png(to_uint8(split.images[w["index"]])),
+    # Each tile embeds the Grad-CAM overlay when there is one (the map of the wrong class),
+    # else the image: the page must work once copied away from gradcam/*.png.
+    tiles = [(overlays.get(w.get("gradcam") or "") or encode_png(to_uint8(split.images[w["index"]])),
               f"{w['key'].rsplit('/', 1)[-1]}: true {w['true']}, predicted {w['predicted']} "
-              f"({w['probability']:.2f})", w.get("gradcam")) for w in worst]
-    rep.add("Worst misclassifications", report.gallery(tiles) if tiles else "<p>None: every image is right.</p>")
+              f"({w['probability']:.2f})", None, False) for w in worst]
+    note = ("<p class='muted'>Grad-CAM of the predicted (wrong) class over each image.</p>"
+            if overlays else "")
+    rep.add("Worst misclassifications", note + report.gallery(tiles) if tiles
+            else "<p>None: every image is right.</p>")
     for heading, body in extra:  # explanations (jobs/evaluate/explain.py)
         rep.add(heading, body)
     if split.skipped:
         rep.add("Skipped images", report.table(["key", "status", "reason"],
                                                [[s.key, s.status, s.reason] for s in split.skipped]))
+    rep.add("Configuration", report.configuration(spec.dump(), {
+        "dataset": spec.dataset, "split": spec.split, "model": spec.model,
+        "backbone": f"{trained.meta.get('backbone')} ({trained.meta.get('weights')} weights)",
+        "image size": trained.image_size, "images": summary["n"], "skipped images": len(split.skipped),
+        "seconds": seconds}))
     return rep.render()
 
 
 def write_outputs(*, spec: EvaluateSpec, out: RunOutput, trained: TrainedModel, split: LoadedSplit,
-                  probs: np.ndarray, summary: dict) -> None:
+                  probs: np.ndarray, summary: dict, seconds: float | None = None) -> Summary:
     """Figures, metrics, predictions, skip list, spec and report; manifest last."""
     labels = trained.labels
     matrix = np.asarray(summary["confusion_matrix"])
@@ -98,7 +112,7 @@ def write_outputs(*, spec: EvaluateSpec, out: RunOutput, trained: TrainedModel, 
     worst = worst_errors(split, probs, labels, spec.worst)
     from headstart.jobs.evaluate.explain import explain  # Grad-CAM links of `worst` + similarity section
 
-    extra = explain(out, trained, split, worst)
+    extra, overlays = explain(out, trained, split, worst)
     from headstart.shared.model.calibration import reliability_png
 
     figs["reliability.png"] = reliability_png(probs, split.labels, trained.calibration,
@@ -117,5 +131,10 @@ def write_outputs(*, spec: EvaluateSpec, out: RunOutput, trained: TrainedModel, 
     out.write_text("predictions.csv", _predictions_csv(split, probs, labels, trained.calibration))
     out.write_text("skipped.csv", skipped_csv({split.name: split.skipped}))
     out.write_text("spec.yaml", spec.to_yaml())
-    out.write_text("report.html", _report(spec, trained, summary, figs, worst, split, extra))
+    out.write_text("report.html", _report(spec, trained, summary, figs, worst, split, extra,
+                                          overlays, seconds))
     out.publish(accuracy=summary["accuracy"], n=summary["n"], split=spec.split)
+    return Summary(job="evaluate", out=out.uri, produced=f"metrics of {summary['n']} images + report",
+                   metric=f"{split.name} accuracy", value=summary["accuracy"],
+                   report=join(out.uri, "report.html"),
+                   details={"macro_f1": summary["macro_f1"], "images": summary["n"]})

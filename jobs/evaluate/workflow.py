@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 
 from headstart.jobs.evaluate.spec import EvaluateSpec
@@ -33,13 +34,17 @@ def _check_labels(dataset_labels: list[str], model_labels: list[str], uri: str) 
                         f"the model knows {model_labels}")
 
 
-def evaluate(spec: EvaluateSpec) -> None:
+def evaluate(spec: EvaluateSpec):
     """Run the evaluate job described by ``spec``."""
     from headstart.jobs.evaluate.outputs import write_outputs
     from headstart.shared.report.metrics import summarize
     from headstart.shared.model.predict import predict_arrays
     from headstart.shared.model.trained import load_trained
 
+    from headstart.shared.runtime import preflight
+
+    preflight.check_output(spec.out)  # before the model loads and any image is decoded
+    started = time.monotonic()
     out = RunOutput(open_store(spec.out), "evaluate")
     out.unpublish()
     trained = load_trained(spec.model)
@@ -55,6 +60,8 @@ def evaluate(spec: EvaluateSpec) -> None:
     from headstart.shared.model.calibration import summary as calibration_summary
 
     summary["calibration"] = calibration_summary(probs, split.labels, trained.calibration)
-    write_outputs(spec=spec, out=out, trained=trained, split=split, probs=probs, summary=summary)
+    result = write_outputs(spec=spec, out=out, trained=trained, split=split, probs=probs,
+                           summary=summary, seconds=time.monotonic() - started)
     log.info("%s: accuracy %.4f on %d images (%d skipped) -> %s", split_name, summary["accuracy"],
              summary["n"], len(split.skipped), out.uri)
+    return result

@@ -5,7 +5,7 @@ SPEC = GradcamSpec
 HELP = "explain a trained model's predictions: batched Grad-CAM overlays, heatmaps, faithfulness"
 
 
-def run(spec: GradcamSpec) -> None:
+def run(spec: GradcamSpec):
     from headstart.jobs.gradcam.workflow import gradcam
 
-    gradcam(spec)
+    return gradcam(spec)

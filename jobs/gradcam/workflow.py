@@ -56,7 +56,7 @@ def _output(spec: GradcamSpec) -> tuple[RunOutput, int, int]:
     return out, index, count
 
 
-def gradcam(spec: GradcamSpec) -> None:
+def gradcam(spec: GradcamSpec):
     """Run the gradcam job described by ``spec``."""
     from headstart.jobs.gradcam.outputs import Collector
     from headstart.shared.explain.camgraph import build_cam_graph
@@ -67,6 +67,9 @@ def gradcam(spec: GradcamSpec) -> None:
     from headstart.shared.data.sharding import select
     from headstart.shared.model.trained import load_trained
 
+    from headstart.shared.runtime import preflight
+
+    preflight.check_output(spec.out)  # before the model loads and any image is decoded
     out, shard, count = _output(spec)
     trained = load_trained(spec.model)
     targets_for = target_resolver(spec.target, trained.labels)
@@ -81,20 +84,27 @@ def gradcam(spec: GradcamSpec) -> None:
     predict = model_predictor(trained.model, spec.batch_size) if spec.faithfulness else None
     collector = Collector(spec, trained, graph.layer_name)
     display = max(spec.overlay_size, 16)
+    from headstart.shared.runtime.logs import Progress
+
+    overall = Progress(len(refs), f"gradcam shard {shard}/{count}", "img", log, every=30.0)
     for chunk in iter_chunks(refs, trained.image_size, display, CHUNK, spec.min_side, model=trained.model):
         STOP.check()
         collector.skip(chunk.skipped)
         if not chunk.refs:
+            overall.update(len(chunk.skipped), failed=len(chunk.skipped))
             continue
         result = cam.run(chunk.model, targets_for(chunk.refs), spec.batch_size)
         faith = None
         if predict is not None:
             base = result.probs[np.arange(len(result)), result.targets]
             faith = faithfulness(predict, chunk.model, result.heatmaps, result.targets, base,
-                                 spec.mask_fraction, spec.seed + collector.count)
+                                 spec.mask_fraction, spec.seed + collector.count,
+                                 spec.faithfulness_steps, spec.random_maps)
         collector.add(chunk, result, faith)
         collector.flush(out)  # overlays go out per chunk: memory stays flat
+        overall.update(len(chunk.refs) + len(chunk.skipped), failed=len(chunk.skipped))
+    overall.close()
     if collector.count == 0:
         raise UserError(f"no usable images in {spec.images!r} (split {spec.split}, shard "
                         f"{shard}/{count}): {len(collector.skipped)} skipped")
-    collector.publish(out, shard=shard, shard_count=count)
+    return collector.publish(out, shard=shard, shard_count=count)

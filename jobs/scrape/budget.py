@@ -10,6 +10,7 @@ runs, alone. Peak decode memory is then about ``budget x bytes-per-pixel`` (meas
 """
 from __future__ import annotations
 
+import ctypes
 import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -38,9 +39,32 @@ class PixelBudget:
         try:
             yield need
         finally:
+            if need >= _TRIM_ABOVE:
+                _release_freed_memory()
             with self._cond:
                 self.free += need
                 self._cond.notify_all()
+
+
+_TRIM_ABOVE = 4_000_000  # pixels: decodes this big leave tens of MB in malloc's arenas
+
+
+def _release_freed_memory() -> None:
+    """Hand memory freed by a big decode back to the OS. Each download thread decodes in its
+    own glibc malloc arena, which keeps its high-water mark: without this, 16 threads that
+    decoded one 7000x7000 PNG each *one after another* still peaked at 5.8 GB RSS."""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):  # not glibc: nothing to do
+            _LIBC = False
+    if isinstance(_LIBC, ctypes.CDLL):
+        _LIBC.malloc_trim(0)
+
+
+_LIBC: ctypes.CDLL | bool | None = None
 
 
 def declared_pixels(data: bytes, max_pixels: int) -> int:

@@ -14,8 +14,8 @@ from headstart.shared.runtime.specs import JobSpec
 class SplitSettings(JobSpec):
     """How the merged dataset is split and judged (shared by scrape and scrape-merge)."""
 
-    valid_fraction: float = Field(0.1, description="validation share per label")
-    test_fraction: float = Field(0.1, description="test share per label")
+    valid_fraction: float = Field(0.1, ge=0, lt=1, description="validation share per label")
+    test_fraction: float = Field(0.1, ge=0, lt=1, description="test share per label")
     seed: int = Field(42, description="seed of the stratified split")
     min_success: float = Field(0.0, ge=0, le=1, description="fail (exit 2, no manifest) when the "
                                "share of URLs yielding a valid image is below this")
@@ -48,7 +48,7 @@ class ScrapeSpec(SplitSettings, ShardSpec):
                             "pixels, checked before decoding (decompression bombs)")
     decode_budget_mpx: float = Field(64.0, gt=0, le=10_000, description="megapixels decoded at "
                                      "once across all downloads: bounds decode memory (measured "
-                                     "~20 bytes per pixel at peak, so 64 -> ~1.3 GB; an image "
+                                     "~15 bytes per pixel at peak, so 64 -> ~1 GB; an image "
                                      "above it decodes alone)")
     min_side: int = Field(PrepOptions.min_side, ge=1, description="refuse images whose shorter side is smaller")
     resize: int | None = Field(None, ge=8, le=16384, description="shrink so the longest side is "
@@ -68,8 +68,8 @@ class MergeSpec(JobSpec):
     """Split settings left unset are taken from the shards' recorded spec."""
 
     out: str = Field(description="the --out of the sharded scrape runs")
-    valid_fraction: float | None = Field(None, description="validation share per label")
-    test_fraction: float | None = Field(None, description="test share per label")
+    valid_fraction: float | None = Field(None, ge=0, lt=1, description="validation share per label")
+    test_fraction: float | None = Field(None, ge=0, lt=1, description="test share per label")
     seed: int | None = Field(None, description="seed of the stratified split")
     min_success: float | None = Field(None, ge=0, le=1, description="minimum success rate")
     on_conflict: Literal["first", "drop"] | None = Field(None, description="first | drop")

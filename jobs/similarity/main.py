@@ -6,7 +6,7 @@ HELP = ("which images the model finds alike: embedding similarity matrix, neares
         "near-duplicates, train/test leakage")
 
 
-def run(spec: SimilaritySpec) -> None:
+def run(spec: SimilaritySpec):
     from headstart.jobs.similarity.workflow import similarity
 
-    similarity(spec)
+    return similarity(spec)

@@ -5,7 +5,7 @@ SPEC = TrainSpec
 HELP = "fine-tune a new head on a pretrained backbone (fast path: cached features)"
 
 
-def run(spec: TrainSpec) -> None:
+def run(spec: TrainSpec):
     from headstart.jobs.train.workflow import train
 
-    train(spec)
+    return train(spec)

@@ -10,10 +10,14 @@ import time
 
 
 from headstart.jobs.train.run import TrainRun
+from headstart.shared.storage.manifest import RunOutput
 from headstart.shared.data.loading import LoadedSplit, skipped_csv
 from headstart.shared.report.metrics import summarize
 from headstart.shared.model.classifier import BACKBONE_LAYER, Classifier
+from headstart.shared.report import html as report
 from headstart.shared.report.plots import training_curves
+from headstart.shared.runtime.summary import Summary
+from headstart.shared.storage.store import join
 from headstart.shared.model.predict import predict_arrays
 from headstart.shared.model.recipe import RecipeResult
 from headstart.shared.model.trained import (CURVES_FILE, HISTORY_FILE, LABELS_FILE, METRICS_FILE,
@@ -61,6 +65,15 @@ def split_metrics(clf: Classifier, splits: dict[str, LoadedSplit], result: Recip
     return out
 
 
+def _selection_comment(result: RecipeResult) -> str:
+    """What the default recipe chose and why, as YAML comments (the spec itself stays loadable)."""
+    if result.selection is None:
+        return ""
+    sel = result.selection
+    return (f"# selection (recipe: default; full table in metrics.json): {sel.chosen.label()}\n"
+            f"# why: {sel.reason}\n")
+
+
 def _calibrate(out: RunOutput, metrics_doc: dict, splits: dict[str, LoadedSplit], probs: dict) -> None:
     """Fit temperature scaling on the validation split: calibration.json, reliability.png and
     ECE before/after in metrics.json (predict and evaluate apply the temperature)."""
@@ -70,7 +83,7 @@ def _calibrate(out: RunOutput, metrics_doc: dict, splits: dict[str, LoadedSplit]
     fitted = cal.fit(probs["valid"], valid.labels, "valid") if valid is not None and len(valid) \
         and "valid" in probs else cal.Calibration()
     out.write_text(cal.CALIBRATION_FILE, fitted.to_json())
-    if fitted.n:
+    if fitted.n and valid is not None:
         out.write_bytes("reliability.png", cal.reliability_png(probs["valid"], valid.labels, fitted,
                                                                "validation split"))
         log.info("calibration: temperature %.3f, valid ECE %.4f -> %.4f", fitted.temperature,
@@ -79,7 +92,7 @@ def _calibrate(out: RunOutput, metrics_doc: dict, splits: dict[str, LoadedSplit]
         "temperature", "fitted_on", "n", "ece_before", "ece_after", "nll_before", "nll_after")}
 
 
-def write_outputs(run: TrainRun, clf: Classifier, result: RecipeResult) -> None:
+def write_outputs(run: TrainRun, clf: Classifier, result: RecipeResult) -> Summary:
     """Model, labels, history, curves, metrics, spec and skip list; manifest last."""
     from headstart.shared.model.backbones import get_info
 
@@ -101,7 +114,10 @@ def write_outputs(run: TrainRun, clf: Classifier, result: RecipeResult) -> None:
         "head_images_per_s": head.images_per_second if head else None,
         "counts": {name: len(s) for name, s in splits.items()},
         "skipped": sum(len(s.skipped) for s in splits.values()),
+        "recipe": spec.recipe,
     }
+    if result.selection is not None:
+        metrics_doc["selection"] = result.selection.doc()
     labels_doc = {"labels": index.labels, "backbone": spec.backbone, "backbone_layer": BACKBONE_LAYER,
                   "image_size": clf.image_size, "preprocess": info.preprocess, "weights": spec.weights,
                   "input": "RGB uint8 or float 0-255, any size (resized inside the model)"}
@@ -109,13 +125,45 @@ def write_outputs(run: TrainRun, clf: Classifier, result: RecipeResult) -> None:
     out.write_bytes(MODEL_FILE, _model_bytes(clf))
     out.write_json(LABELS_FILE, labels_doc)
     out.write_json(HISTORY_FILE, {"history": result.history, "phase_starts": result.phase_starts})
-    out.write_bytes(CURVES_FILE, training_curves(result.history, result.phase_starts))
+    best = {k: p.best_epoch for k, p in result.phases.items()}
+    curves = training_curves(result.history, result.phase_starts, best)
+    out.write_bytes(CURVES_FILE, curves)
     out.write_json(METRICS_FILE, metrics_doc)
-    out.write_text(SPEC_FILE, spec.to_yaml())
+    out.write_text(SPEC_FILE, spec.to_yaml() + _selection_comment(result))
     out.write_text(SKIPPED_FILE, skipped_csv({name: s.skipped for name, s in splits.items()}))
     out.write_text(SPLITS_FILE, splits_csv(splits, index.labels))
+    out.write_text("report.html", train_report(spec, metrics_doc, curves, n_train))
     out.publish(fingerprint=run.fingerprint, labels=index.labels, layout=index.layout,
                 metrics={k: v["accuracy"] for k, v in metrics.items()})
     summary = ", ".join(f"{k} acc={v['accuracy']:.3f}" for k, v in metrics.items())
     log.info("trained %s on %d images in %.1fs: %s -> %s", spec.backbone, n_train, seconds,
              summary, out.uri)
+    return run_summary(out.uri, {k: v["accuracy"] for k, v in metrics.items()})
+
+
+def run_summary(uri: str, accuracy: dict[str, float]) -> Summary:
+    """The train job's closing line: test accuracy when there is a test split, else valid."""
+    split = next((s for s in ("test", "valid", "train") if s in accuracy), None)
+    return Summary(job="train", out=uri, produced="model.keras + report", report=join(uri, "report.html"),
+                   metric=f"{split} accuracy" if split else None,
+                   value=accuracy.get(split) if split else None, details={"accuracy": accuracy})
+
+
+def train_report(spec, metrics: dict, curves: bytes, n_train: int) -> str:
+    """report.html of a train run: headline metrics, curves (best epoch marked), configuration."""
+    rep = report.Report(f"Training: {spec.backbone} on {spec.dataset}",
+                        f"{n_train} training images · {metrics['path']} path")
+    rep.add("Summary", report.cards({f"{k} accuracy": v["accuracy"] for k, v in metrics["splits"].items()}
+                                    | {"best epoch": ", ".join(f"{k} {v}" for k, v in metrics["best_epoch"].items())}))
+    rep.add("Training curves", report.figure(curves, "training curves")
+            + "<p class='muted'>The dotted green line is the epoch whose weights were kept "
+            "(lowest validation loss); later epochs were trained but not kept.</p>")
+    rep.add("Per split", report.table(["split", "images", "accuracy", "loss", "macro F1"],
+                                      [[k, v["n"], v["accuracy"], v["loss"], v["macro_f1"]]
+                                       for k, v in metrics["splits"].items()]))
+    timing = metrics["timing"]
+    rep.add("Configuration", report.configuration(spec.dump(), {
+        "dataset": spec.dataset, "backbone": f"{spec.backbone} ({spec.weights} weights)",
+        "images": ", ".join(f"{k} {v}" for k, v in metrics["counts"].items()),
+        "skipped images": metrics["skipped"], **{k.replace("_s", " (s)"): v for k, v in timing.items()}}))
+    return rep.render()

@@ -11,10 +11,12 @@ import numpy as np
 from headstart.jobs.train.run import TrainRun
 from headstart.jobs.train.spec import TrainSpec
 from headstart.shared.data.datasets import SplitConfig, check_label_sizes, discover
+from headstart.shared.runtime import preflight
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.data.loading import load_split
 from headstart.shared.storage.manifest import RunOutput, is_published
 from headstart.shared.runtime.stop import STOP
+from headstart.shared.runtime.summary import Summary
 from headstart.shared.storage.store import open_store
 
 log = logging.getLogger("headstart.train")
@@ -51,6 +53,10 @@ def _prepare_output(spec: TrainSpec, fp: str) -> RunOutput | None:
 
 def _load(spec: TrainSpec, size: int):
     index = discover(spec.dataset, SplitConfig.from_spec(spec))
+    if spec.exclude:  # the keep-list of `headstart audit`
+        from headstart.shared.audit.keeplist import apply_exclude
+
+        index = apply_exclude(index, spec.exclude)
     store = open_store(spec.dataset)
     splits = {name: load_split(store, name, items, index.labels, size, spec.min_side,
                                spec.max_pixels, cache_dir=spec.cache_dir)
@@ -62,17 +68,24 @@ def _load(spec: TrainSpec, size: int):
     return index, splits
 
 
-def train(spec: TrainSpec) -> None:
+def train(spec: TrainSpec) -> Summary:
     """Run the train job described by ``spec``."""
     from headstart.shared.model.backbones import get_info, resolve_size
 
     t_start = time.monotonic()
     info = get_info(spec.backbone)  # argument checks first: fail before touching data
     size = resolve_size(info, spec.image_size)
+    preflight.check_input(spec.dataset, "dataset")
+    preflight.check_output(spec.out)
+    if not spec.auto:  # auto checks each candidate's weights itself
+        preflight.check_backbone(spec.backbone, spec.weights, size)
     fp = fingerprint(spec)
     out = _prepare_output(spec, fp)
     if out is None:
-        return
+        from headstart.jobs.train.outputs import run_summary
+
+        done = open_store(spec.out)
+        return run_summary(done.uri, json.loads(done.read_text("manifest.json")).get("metrics", {}))
     STOP.cooperative = True  # SIGTERM now waits for a batch end and keeps the checkpoint
     if spec.auto:  # resolve into concrete parameters (auto off); evidence in auto.json
         from headstart.jobs.train.autostep import resolve_auto
@@ -88,11 +101,11 @@ def train(spec: TrainSpec) -> None:
 
         spec = spec.model_copy(update={"batch_size": default_batch_size(len(splits["train"]))})
         log.info("batch size %d for %d training images", spec.batch_size, len(splits["train"]))
-    _fit_and_write(TrainRun(spec=spec, out=out, fingerprint=fp, index=index, splits=splits,
+    return _fit_and_write(TrainRun(spec=spec, out=out, fingerprint=fp, index=index, splits=splits,
                             decode_s=decode_s, started=t_start), info, size)
 
 
-def _fit_and_write(run: TrainRun, info, size: int) -> None:
+def _fit_and_write(run: TrainRun, info, size: int) -> Summary:
     """Build the classifier, run the recipe (resuming from checkpoints), write the outputs."""
     from headstart.shared.model import recipe
     from headstart.shared.model.backbones import build_backbone
@@ -118,5 +131,22 @@ def _fit_and_write(run: TrainRun, info, size: int) -> None:
         result = recipe.fit(clf, run.splits, cfg, ckpt)
     from headstart.jobs.train.outputs import write_outputs
 
-    write_outputs(run, clf, result)
+    summary = write_outputs(run, clf, result)
     ckpt.clear()  # published: the run no longer needs its resume state
+    _remove_empty_folders(out.store, "checkpoint")
+    return summary
+
+
+def _remove_empty_folders(store, prefix: str) -> None:
+    """A published local run has no empty ``checkpoint/`` folder (S3 has no folders)."""
+    import os
+
+    local = store.local_path()
+    root = local / prefix if local is not None else None
+    if root is None or not root.is_dir():
+        return
+    for path, _dirs, _files in sorted(os.walk(root), key=lambda t: -len(t[0])):
+        try:
+            os.rmdir(path)
+        except OSError:  # not empty: something else lives there; leave it
+            pass

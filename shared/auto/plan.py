@@ -67,6 +67,26 @@ def _scoring_data(req: AutoRequest, index: DatasetIndex) -> ScoringData:
     return ScoringData(split.images, split.labels, len(index.labels), req.split.seed, req.batch_size)
 
 
+def budget_use(budget_s: float, decode_s: float, scores: list[Score], lr_s: float,
+               total_s: float) -> dict[str, Any]:
+    """How the budget was spent: seconds per step of the search, and what is left to train."""
+    return {"budget_s": round(budget_s, 1), "search_share_s": round(SEARCH_SHARE * budget_s, 1),
+            "decode_subsample_s": round(decode_s, 1),
+            "candidates_s": {s.name: round(s.seconds, 1) for s in scores},
+            "lr_range_test_s": round(lr_s, 1), "search_total_s": round(total_s, 1),
+            "left_for_training_s": round(budget_s - total_s, 1)}
+
+
+def budget_warnings(budget_s: float, searched_s: float, decode_s: float) -> list[str]:
+    """A warning when decoding the subsample and the search overran their share of the budget."""
+    share = SEARCH_SHARE * budget_s
+    if searched_s <= share:
+        return []
+    return [f"the search took {searched_s:.0f}s of its {share:.0f}s share of the {budget_s:.0f}s "
+            f"budget (decoding the scoring subsample alone {decode_s:.0f}s): raise --budget or "
+            "pass fewer --candidates"]
+
+
 def train_counts(index: DatasetIndex) -> dict[str, int]:
     return index.counts()["train"]
 
@@ -133,8 +153,10 @@ def choose(req: AutoRequest, clock=time.monotonic) -> AutoResult:
     index = discover(req.dataset, req.split)
     counts = train_counts(index)
     data = _scoring_data(req, index)
-    search_left = SEARCH_SHARE * req.budget_s - (clock() - t0)
+    decode_s = clock() - t0
+    search_left = SEARCH_SHARE * req.budget_s - decode_s
     scores = search(req.candidates, data, search_left, req.scorer, clock)
+    searched_s = clock() - t0
     best = best_of(scores)
     reasons: dict[str, str] = {"backbone": f"{best.name} ({best.weights}): best cross-validated "
                                            f"linear-probe accuracy {best.accuracy:.3f} of "
@@ -143,7 +165,9 @@ def choose(req: AutoRequest, clock=time.monotonic) -> AutoResult:
     width, dropout, reasons["head"] = head_shape(per_label)
     width = _pin(req, "head_width", width, reasons)
     dropout = _pin(req, "dropout", dropout, reasons)
+    t_lr = clock()
     lr, lr_png = _learning_rate(req, data, best, width, dropout, reasons)
+    lr_s = clock() - t_lr
     weights, reasons["class_weights"] = class_weights(counts)
     overrides = {"backbone": best.backbone, "image_size": best.size, "weights": best.weights,
                  "head_width": width, "dropout": dropout, "learning_rate": lr,
@@ -152,7 +176,9 @@ def choose(req: AutoRequest, clock=time.monotonic) -> AutoResult:
     overrides.update(_fine_tune(req, index, counts, best, req.budget_s - (clock() - t0), reasons))
     doc = {"budget_s": req.budget_s, "search_s": round(clock() - t0, 2),
            "candidates": [s.row() for s in scores], "chosen": overrides, "reasons": reasons,
-           "warnings": label_warnings(counts), "train_counts": counts,
+           "warnings": label_warnings(counts) + budget_warnings(req.budget_s, searched_s, decode_s),
+           "budget": budget_use(req.budget_s, decode_s, scores, lr_s, clock() - t0),
+           "train_counts": counts,
            "scored_on": {"images": int(len(data.labels)), "per_label": SCORE_PER_LABEL,
                          "splits": "train + valid (never test)"}}
     for warning in doc["warnings"]:
@@ -166,7 +192,8 @@ def _learning_rate(req: AutoRequest, data: ScoringData, best: Score, width: int,
     if "learning_rate" in req.pinned:
         reasons["learning_rate"] = f"learning_rate={req.pinned['learning_rate']!r} as you set it"
         return req.pinned["learning_rate"], None
-    found = lr_range_test(best.maps, data.labels, data.n_classes, width, dropout,
+    labels = data.labels if best.index is None else data.labels[best.index]
+    found = lr_range_test(best.maps, labels, data.n_classes, width, dropout,
                           req.label_smoothing, req.batch_size, data.seed)
     reasons["learning_rate"] = found.reason
     return found.suggestion, lr_plot(found)

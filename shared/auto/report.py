@@ -25,6 +25,17 @@ def auto_report(doc: dict[str, Any], lr_png: bytes | None, dataset: str) -> str:
                  f"{scored['images']} images ({esc(scored['splits'])}), cheapest candidate first.</p>")
     report.add("Why", "<ul>" + "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>"
                                        for k, v in doc["reasons"].items()) + "</ul>")
+    spent = doc.get("budget")
+    if spent:
+        steps = [("decode the scoring subsample", spent["decode_subsample_s"])]
+        steps += [(f"score {name}", sec) for name, sec in spent["candidates_s"].items()]
+        steps += [("learning-rate range test", spent["lr_range_test_s"]),
+                 ("search in all", spent["search_total_s"]),
+                 ("left for training", spent["left_for_training_s"])]
+        report.add("Budget", table(["step", "seconds"], steps)
+                   + f"<p class='muted'>Budget {spent['budget_s']:.0f}s; decoding and the search may "
+                     f"use {spent['search_share_s']:.0f}s of it: a candidate still being scored at "
+                     "that point stops extracting and is scored on the images it has.</p>")
     if lr_png:
         report.add("Learning-rate range test", figure(lr_png, "loss against learning rate"))
     if doc["warnings"]:

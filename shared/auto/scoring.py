@@ -87,6 +87,18 @@ class ScoringData:
     n_classes: int
     seed: int = 1337
     batch_size: int = 32
+    deadline: float | None = None  # time.monotonic() by which scoring must stop (the budget)
+
+    def order(self) -> np.ndarray:
+        """Round-robin over labels (seeded): any prefix of this order is label-balanced, so
+        scoring cut short by the deadline still sees every label."""
+        rng = np.random.default_rng(self.seed)
+        per = [rng.permutation(np.flatnonzero(self.labels == c)) for c in range(self.n_classes)]
+        longest = max((len(p) for p in per), default=0)
+        return np.asarray([p[r] for r in range(longest) for p in per if r < len(p)], int)
+
+
+MIN_SCORED_PER_LABEL = 4  # a candidate cut short by the budget still sees this many per label
 
 
 @dataclass
@@ -106,6 +118,7 @@ class Score:
     maps: np.ndarray | None = field(default=None, repr=False)
     base_layers: int = 0
     seconds_per_image: float = 0.0
+    index: np.ndarray | None = field(default=None, repr=False)  # rows of the data ``maps`` are of
 
     def row(self) -> dict:
         return {k: getattr(self, k) for k in ("name", "backbone", "size", "weights", "status",
@@ -143,14 +156,28 @@ def score_candidate(cand: Candidate, data: ScoringData) -> Score:
                      seconds=time.monotonic() - t0, note=f"weights unavailable: {exc}")
     clf = assemble(backbone, get_info(cand.backbone), cand.size, data.n_classes)
     t1 = time.monotonic()
-    maps = extract_features(clf.extractor, resize_all(data.images, cand.size), data.batch_size,
-                            f"auto {cand.name}")[:, 0]
+    order = data.order()
+    minimum = min(len(order), MIN_SCORED_PER_LABEL * data.n_classes)
+    step = max(4 * data.batch_size, minimum)
+    parts, note = [], ""
+    for start in range(0, len(order), step):  # chunks, so the budget can stop the extraction
+        rows = order[start:start + step]
+        parts.append(extract_features(clf.extractor, resize_all(data.images[rows], cand.size),
+                                      data.batch_size, f"auto {cand.name}")[:, 0])
+        done = start + len(rows)
+        if data.deadline is not None and time.monotonic() > data.deadline and done >= minimum \
+                and done < len(order):
+            note = f"budget: scored on {done} of {len(order)} images"
+            order = order[:done]
+            break
+    maps = np.concatenate(parts)
     per_image = (time.monotonic() - t1) / max(len(maps), 1)
     pooled = maps.astype(np.float32).mean(axis=(1, 2))
-    acc, loss = cv_probe(pooled, data.labels, data.n_classes, data.seed)
+    acc, loss = cv_probe(pooled, data.labels[order], data.n_classes, data.seed)
     layers = sum(1 for layer in backbone.layers if layer.weights)
     return Score(cand.name, cand.backbone, cand.size, cand.weights, "scored", acc, loss,
-                 time.monotonic() - t0, maps=maps, base_layers=layers, seconds_per_image=per_image)
+                 time.monotonic() - t0, note=note, maps=maps, base_layers=layers,
+                 seconds_per_image=per_image, index=order)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -219,6 +246,7 @@ def search(candidates: list[Candidate], data: ScoringData, budget_s: float,
     """Score ``candidates`` in order within ``budget_s`` seconds; only the best keeps its maps."""
     start, scores = clock(), list[Score]()
     best: Score | None = None
+    data.deadline = time.monotonic() + max(budget_s, 0.0)  # scorers stop extracting at it
     for cand in candidates:
         left = budget_s - (clock() - start)
         guess = _estimate(cand, scores, len(data.labels))

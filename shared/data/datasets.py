@@ -25,6 +25,8 @@ SPLITS = splitting.SPLITS
 _IGNORED_NAMES = {"manifest.json", "_FAILURE.json", "scrape_report.csv", "scrape_summary.json",
                   "spec.yaml", "README.md", "README.txt", "LICENSE", "LICENSE.txt"}
 
+_OWN_FOLDERS = {"_scrape", "checkpoint"}
+
 
 @dataclass(frozen=True)
 class Item:
@@ -82,7 +84,10 @@ def check_label_sizes(counts: dict[str, int], needed: int, where: str) -> None:
 def _is_candidate(key: str) -> bool:
     parts = key.split("/")
     # Hidden folders too: a local store never lists them, so S3 must not either.
-    return not any(p.startswith(".") for p in parts) and parts[-1] not in _IGNORED_NAMES
+    # Our own working folders (the scrape job's ``_scrape/`` records and objects, a run's
+    # ``checkpoint/``) sit beside the labels and are never images of a label.
+    return (not any(p.startswith(".") for p in parts) and parts[-1] not in _IGNORED_NAMES
+            and parts[0] not in _OWN_FOLDERS)
 
 
 def _list_keys(store: Store, uri: str) -> tuple[list[str], set[str]]:

@@ -59,15 +59,28 @@ def matrix_png(embeddings: np.ndarray, names: list[str], labels: list[str | None
     return matrix_figure(embeddings[idx], ticks)
 
 
+def shown_indices(result: Scan) -> list[int]:
+    """Images that appear in the pairs the HTML page lists (they need thumbnails)."""
+    pairs = [result.duplicates] + ([result.leakage] if result.leakage is not None else [])
+    return sorted({k for p in pairs for i, j, _ in p.items[:SHOWN] for k in (i, j)})
+
+
 def sections(result: Scan, names: list[str], labels: list[str | None], splits: list[str | None],
-             figure: bytes) -> list[tuple[str, str]]:
-    """HTML sections: matrix, duplicates, leakage."""
+             figure: bytes, thumbs: dict[int, bytes] | None = None) -> list[tuple[str, str]]:
+    """HTML sections: matrix, duplicates, leakage. ``thumbs`` (image index -> small PNG, for
+    every index of :func:`shown_indices`) puts both images of each listed pair side by side."""
+    thumbs = thumbs or {}
+
     def pair_table(pairs: Pairs, what: str) -> str:
-        rows = [[short(a), short(b), s, la, lb, sa, sb]
-                for a, b, s, la, lb, sa, sb in pair_rows(pairs, names, labels, splits)[:SHOWN]]
+        rows = []
+        for i, j, sim in pairs.items[:SHOWN]:
+            pics = [thumbs[k] for k in (i, j) if k in thumbs]
+            cell = report.thumbs(*pics, alt=f"{short(names[i])} / {short(names[j])}") if pics else ""
+            rows.append([cell, report.esc(short(names[i])), report.esc(short(names[j])), f"{sim:.3f}",
+                         *(report.esc(v) for v in (labels[i], labels[j], splits[i], splits[j]))])
         head = (f"<p>{pairs.total} {what} at cosine similarity ≥ {pairs.threshold:.3f}"
                 f"{f'; the top {SHOWN} shown' if pairs.total > SHOWN else ''}.</p>")
-        return head + (report.table(PAIR_COLUMNS, rows) if rows else "")
+        return head + (report.raw_table(["images", *PAIR_COLUMNS], rows) if rows else "")
 
     out = [("Similarity matrix", report.figure(figure, "cosine similarity matrix")
             + "<p class='muted'>Pooled backbone features (head_pool), cosine similarity.</p>"),
@@ -75,3 +88,15 @@ def sections(result: Scan, names: list[str], labels: list[str | None], splits: l
     if result.leakage is not None:
         out.append(("Train/test leakage", pair_table(result.leakage, "pairs across splits")))
     return out
+
+
+def thumbnail(image, side: int = 72) -> bytes:
+    """A small PNG of a uint8 image for the pair tables."""
+    import numpy as np
+    from PIL import Image
+
+    from headstart.shared.data.images import encode_png
+    from headstart.shared.data.modelinput import to_uint8
+
+    return encode_png(np.asarray(Image.fromarray(to_uint8(np.asarray(image))).resize((side, side),
+                                                                                     Image.Resampling.BILINEAR)))

@@ -59,7 +59,10 @@ REGISTRY: dict[str, BackboneInfo] = {
 def get_info(name: str) -> BackboneInfo:
     """Registry entry for ``name``, with a clear error listing the valid names."""
     if name not in REGISTRY:
-        raise UserError(f"`backbone` must be one of {sorted(REGISTRY)}. Received: backbone={name!r}")
+        from headstart.shared.runtime.specs import did_you_mean
+
+        raise UserError(f"`backbone` must be one of {sorted(REGISTRY)}{did_you_mean(name, REGISTRY)}. "
+                        f"Received: backbone={name!r}")
     return REGISTRY[name]
 
 

@@ -92,8 +92,18 @@ def lr_plot(result: LRFind) -> bytes:
     ax.set_ylabel("smoothed training loss")
     ax.set_title(f"LR range test (chosen {result.suggestion:g})")
     ax.grid(alpha=0.3)
-    if result.losses:
-        finite = [v for v in result.losses if math.isfinite(v)]
-        if finite:
-            ax.set_ylim(min(finite) * 0.9, min(max(finite), 4 * min(finite)) * 1.1)
+    limits = lr_ylim(result.losses)
+    if limits:
+        ax.set_ylim(*limits)
     return _png(fig)
+
+
+def lr_ylim(losses: list[float]) -> tuple[float, float] | None:
+    """y-limits that show the whole curve up to its minimum (where the choice is made);
+    only the divergent tail after it may leave the plot."""
+    finite = np.asarray([v for v in losses if math.isfinite(v)], float)
+    if finite.size == 0:
+        return None
+    low, high = float(finite.min()), float(finite[: int(finite.argmin()) + 1].max())
+    pad = max(high - low, abs(low) * 0.05, 1e-6) * 0.08
+    return low - pad, high + pad

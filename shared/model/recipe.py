@@ -52,6 +52,9 @@ class RecipeConfig(FromSpec):
     # [Dropout ->] GAP (see headstart.shared.model.pooled); False: the reference head exactly.
     pooled_cache: bool
     accelerate: str  # mixed precision + XLA for the frozen pass: auto (GPU) | on | off
+    # "default": the head is chosen by cross-validation on cached features (selection.py);
+    # "reference": the reference notebook's head and schedule, exactly as before.
+    recipe: str
 
 
 @dataclass
@@ -62,6 +65,7 @@ class RecipeResult:
     timing: dict[str, float] = field(default_factory=dict)
     # Cached view-0 features per split, valid while the base is untouched (no fine-tuning).
     features: dict[str, np.ndarray] = field(default_factory=dict)
+    selection: Any = None  # selection.Selection of the default recipe (what was chosen and why)
     # The model that scores ``features`` (the head, or its pooled-statistics twin).
     scorer: keras.Model | None = None
 
@@ -139,7 +143,12 @@ def fit(clf: Classifier, splits: dict[str, LoadedSplit], cfg: RecipeConfig,
     """Run the head phase and, when asked, the fine-tuning phase; resumes from ``ckpt``."""
     result = RecipeResult()
     resume: dict[str, Any] | None = ckpt.load_state()
-    if resume and resume.get("phase") == "fine_tune":
+    if cfg.recipe == "default":
+        # Deterministic and seconds long: rerun on resume too, so the head matches the checkpoint.
+        from headstart.shared.model.selection_step import selected_head
+
+        selected_head(clf, splits, cfg, result)
+    elif resume and resume.get("phase") == "fine_tune":
         log.info("head phase already complete: restoring its best weights")
         ckpt.restore_best("head", clf.head)
         result.phase_starts["head"] = 0

@@ -232,9 +232,15 @@ def run_phase(model: keras.Model, train: ArrayBatches, valid: ArrayBatches | Non
         saver.commit()  # the last finished epoch, so the rerun loses at most the epoch in flight
         raise
     stopped_early = state["epoch"] < cfg.epochs
+    best = state["best_epoch"]
     if stopped_early:
         log.info("[%s] early stop: no %s improvement for %d epochs; restoring epoch %d",
-                 cfg.name, monitor, cfg.patience, state["best_epoch"])
+                 cfg.name, monitor, cfg.patience, best)
+    elif best:  # epochs ran out: say which weights are kept, the last line may show others
+        hist = state["history"].get(monitor, [])
+        log.info("[%s] %d epochs done; restoring the best epoch %d (%s %.4f%s)", cfg.name,
+                 state["epoch"], best, monitor, hist[best - 1] if len(hist) >= best else float("nan"),
+                 "" if best == state["epoch"] else f"; the last epoch had {hist[-1]:.4f}")
     ckpt.restore_best(cfg.name, model)
     seconds = time.monotonic() - started
     return PhaseResult(state["history"], state["best_epoch"], stopped_early, seconds,

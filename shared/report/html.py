@@ -16,6 +16,11 @@ padding:.25rem .6rem;text-align:right}th{background:#f4f6f8}td:first-child,th:fi
 .tile{width:150px;font-size:.75rem;overflow-wrap:anywhere}
 .tile img{width:150px;height:150px;object-fit:cover;border-radius:4px}
 img.fig{max-width:100%}.muted{color:#667}nav a{margin-right:1rem}
+.wrong{outline:3px solid #d33;outline-offset:2px}.tile.wrong div{color:#b00}
+.right{outline:3px solid #2a2;outline-offset:2px}.badge{font-weight:600}
+.scroll{overflow-x:auto;max-width:100%}pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f4f6f8;
+padding:.6rem;border-radius:6px;font-size:.8rem}.pair{display:flex;gap:4px}.pair img{width:72px;height:72px;
+object-fit:cover;border-radius:3px}td.thumbs{padding:2px}
 """
 
 
@@ -27,19 +32,25 @@ def esc(value: Any) -> str:
     return html.escape(str(value))
 
 
+def num(value: float) -> str:
+    """3 decimals, and never ``-0.000``."""
+    text = f"{value:.3f}"
+    return "0.000" if text == "-0.000" else text
+
+
 def table(headers: list[str], rows: Iterable[Iterable[Any]]) -> str:
     """An HTML table; floats are shown with 3 decimals."""
     def cell(v: Any) -> str:
-        return f"{v:.3f}" if isinstance(v, float) else esc(v)
+        return num(v) if isinstance(v, float) else esc(v)
 
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
 
 
 def cards(items: dict[str, Any]) -> str:
     def fmt(v: Any) -> str:
-        return f"{v:.3f}" if isinstance(v, float) else esc(v)
+        return num(v) if isinstance(v, float) else esc(v)
 
     return '<div class="cards">' + "".join(
         f'<div class="card"><b>{fmt(v)}</b>{esc(k)}</div>' for k, v in items.items()) + "</div>"
@@ -49,15 +60,46 @@ def figure(png: bytes, alt: str) -> str:
     return f'<img class="fig" alt="{esc(alt)}" src="{data_uri(png)}">'
 
 
-def gallery(tiles: list[tuple[bytes, str, str | None]]) -> str:
-    """Image tiles: (png bytes, caption, optional link)."""
+def gallery(tiles: list[tuple]) -> str:
+    """Image tiles: ``(png bytes, caption, optional link[, correct])``.
+
+    Every image is embedded, so the page works wherever it is copied. ``link`` is a
+    relative file the run also publishes (e.g. the full-size overlay); ``correct`` False
+    marks a wrong prediction with a red frame and a "wrong" badge, True with a green frame.
+    """
     parts = []
-    for png, caption, link in tiles:
+    for png, caption, link, *rest in tiles:
+        correct = rest[0] if rest else None
         img = f'<img alt="{esc(caption)}" src="{data_uri(png)}">'
         if link:
             img = f'<a href="{esc(link)}">{img}</a>'
-        parts.append(f'<div class="tile">{img}<div>{esc(caption)}</div></div>')
+        cls = {True: " right", False: " wrong", None: ""}[correct]
+        badge = "<span class='badge'>wrong · </span>" if correct is False else ""
+        parts.append(f'<div class="tile{cls}">{img}<div>{badge}{esc(caption)}</div></div>')
     return '<div class="gallery">' + "".join(parts) + "</div>"
+
+
+def thumbs(*pngs: bytes, alt: str = "") -> str:
+    """Small embedded images side by side (a pair of near-duplicates, say) for a table cell."""
+    return "<div class='pair'>" + "".join(
+        f'<img alt="{esc(alt)}" src="{data_uri(p)}">' for p in pngs) + "</div>"
+
+
+def raw_table(headers: list[str], rows: Iterable[Iterable[str]]) -> str:
+    """A table whose cells are already HTML (callers escape text with :func:`esc`)."""
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{v}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
+
+
+def configuration(spec: dict[str, Any], facts: dict[str, Any]) -> str:
+    """The "Configuration" section: key facts (dataset, backbone, timing...) and the resolved spec."""
+    import yaml
+
+    rows = [[k, f"{v:.1f}" if isinstance(v, float) else v] for k, v in facts.items() if v is not None]
+    return (table(["", "value"], rows)
+            + "<p class='muted'>Resolved parameters (rerun with <code>--spec spec.yaml</code>):</p>"
+            + f"<pre>{esc(yaml.safe_dump(spec, sort_keys=False))}</pre>")
 
 
 @dataclass

@@ -18,19 +18,30 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def training_curves(history: dict[str, list[float]], phase_starts: dict[str, int] | None = None) -> bytes:
-    """Loss and accuracy per epoch, train vs validation, with phase boundaries marked."""
+def training_curves(history: dict[str, list[float]], phase_starts: dict[str, int] | None = None,
+                    best_epochs: dict[str, int] | None = None) -> bytes:
+    """Loss and accuracy per epoch, train vs validation, phase boundaries and the restored
+    best epoch of each phase marked (``best_epochs``: phase -> 1-based epoch within the phase)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    starts = phase_starts or {}
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for key, style in ((metric, "-o"), (f"val_{metric}", "-s")):
             values = history.get(key, [])
             if values:
                 ax.plot(range(1, len(values) + 1), values, style, ms=3,
                         label="train" if key == metric else "validation")
-        for name, start in (phase_starts or {}).items():
+        for name, start in starts.items():
             if start > 0:
                 ax.axvline(start + 0.5, color="grey", ls="--", lw=1)
                 ax.text(start + 0.6, ax.get_ylim()[1], name, va="top", fontsize=8, color="grey")
+        for n, (name, best) in enumerate((best_epochs or {}).items()):
+            if best:
+                x = starts.get(name, 0) + best
+                series = history.get(f"val_{metric}") or history.get(metric) or []
+                ax.axvline(x, color="tab:green", ls=":", lw=1.5,
+                           label="best epoch (restored)" if n == 0 else None)
+                if 0 < x <= len(series):
+                    ax.plot([x], [series[x - 1]], "*", color="tab:green", ms=12)
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)

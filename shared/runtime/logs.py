@@ -38,13 +38,21 @@ class Progress:
         self.every = every
         self.done = 0
         self.failed = 0
-        self.start = self._last = time.monotonic()
+        self.start = self._last = time.monotonic()  # wall time of the whole step (close())
+        # Rate and ETA are measured from the first finished item, not from construction: the
+        # first item pays one-off costs (TensorFlow import, graph tracing, first connection)
+        # that would otherwise make the first ETAs absurd.
+        self._t1: float | None = None
+        self._n1 = 0
         self.tty = sys.stderr.isatty()
 
     def update(self, n: int = 1, failed: int = 0) -> None:
         self.done += n
         self.failed += failed
         now = time.monotonic()
+        if self._t1 is None:
+            self._t1, self._n1 = now, self.done
+            self._last = now - self.every  # the first line comes at once: the step is alive
         if self.tty and now - self._last >= 0.2:
             sys.stderr.write("\r" + self._line(bar=True))
             sys.stderr.flush()
@@ -55,9 +63,12 @@ class Progress:
 
     @property
     def rate(self) -> float:
-        return self.done / max(time.monotonic() - self.start, 1e-9)
+        """Items per second since the first finished item (0 until a second one finishes)."""
+        if self._t1 is None or self.done <= self._n1:
+            return 0.0
+        return (self.done - self._n1) / max(time.monotonic() - self._t1, 1e-9)
 
-    def _line(self, bar: bool = False) -> str:
+    def _line(self, bar: bool = False, final: bool = False) -> str:
         parts = [f"{self.desc}:"]
         if self.total:
             frac = min(self.done / self.total, 1.0)
@@ -65,17 +76,21 @@ class Progress:
                 filled = int(frac * 30)
                 parts.append("[" + "#" * filled + "." * (30 - filled) + "]")
             parts.append(f"{self.done}/{self.total} {self.unit} ({frac:.0%})")
-            if self.rate > 0 and self.done < self.total:
+            if not final and self.rate > 0 and self.done < self.total:
                 parts.append(f"eta {(self.total - self.done) / self.rate:.0f}s")
         else:
             parts.append(f"{self.done} {self.unit}")
-        parts.append(f"{self.rate:.1f} {self.unit}/s")
+        # The closing line reports the whole step's throughput, start-up included.
+        rate = self.done / max(time.monotonic() - self.start, 1e-9) if final else self.rate
+        if rate > 0:
+            parts.append(f"{rate:.1f} {self.unit}/s")
         if self.failed:
             parts.append(f"{self.failed} failed")
         return " ".join(parts)
 
     def close(self) -> None:
         if self.tty:
-            sys.stderr.write("\r" + self._line(bar=True) + "\n")
+            sys.stderr.write("\r" + self._line(bar=True, final=True) + "\n")
             sys.stderr.flush()
-        self.log.info("%s done in %.1fs", self._line(), time.monotonic() - self.start)
+        seconds = time.monotonic() - self.start
+        self.log.info("%s done in %.1fs", self._line(final=True), seconds)

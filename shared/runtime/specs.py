@@ -6,12 +6,14 @@ Precedence, lowest first: field defaults < spec file (``--spec``) < environment 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
+import re
 import types
 import typing
 from collections.abc import Collection
-from typing import Any, Mapping, TypeVar
+from typing import Any, Iterable, Mapping, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -53,23 +55,56 @@ def _is_list(annotation: Any) -> bool:
     return typing.get_origin(_base_type(annotation)) in (list, tuple)
 
 
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``" (did you mean 'epochs'?)"`` for a near miss among ``choices``, else ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _default_text(field) -> str:
+    """`` (default: 5)`` from the field, never ``PydanticUndefined``, never twice."""
+    if field.is_required():
+        return " (required)"
+    if "default" in (field.description or ""):
+        return ""  # the description already says what the default is
+    value = field.default_factory() if field.default_factory is not None else field.default
+    if value is None or value == [] or value == {}:
+        return ""
+    if isinstance(value, bool):
+        value = "on" if value else "off"
+    elif isinstance(value, (list, tuple)):
+        value = ",".join(str(v) for v in value)
+    return f" (default: {value})"
+
+
 def add_spec_arguments(parser: argparse.ArgumentParser, spec_cls: type[JobSpec]) -> None:
-    """Add one CLI argument per spec field (defaults stay None so unset flags are absent)."""
+    """Add one CLI argument per spec field (defaults stay None so unset flags are absent).
+
+    Required fields are listed in their own group and marked "(required)"; they stay optional
+    for argparse itself because a ``--spec`` file or ``HEADSTART_<FIELD>`` may supply them.
+    """
+    required = parser.add_argument_group(
+        "required (as an argument, in the --spec file or as HEADSTART_<NAME>)")
+    options = parser  # argparse's own "options" group
+    usage = []
     for name, field in spec_cls.model_fields.items():
-        help_text = field.description or ""
+        help_text = (field.description or "") + _default_text(field)
+        group = required if field.is_required() else options
+        if field.is_required():
+            usage.append(name.upper() if _is_positional(field)
+                         else f"--{name.replace('_', '-')} {name.upper()}")
         if _is_positional(field):
-            parser.add_argument(name, nargs="?", default=None, help=help_text)
+            group.add_argument(name, nargs="?", default=None, metavar=name.upper(), help=help_text)
             continue
         flag = "--" + name.replace("_", "-")
-        base = _base_type(field.annotation)
-        if base is bool:
-            parser.add_argument(flag, dest=name, default=None, action=argparse.BooleanOptionalAction,
-                                help=f"{help_text} (default: {field.default})")
+        if _base_type(field.annotation) is bool:
+            group.add_argument(flag, dest=name, default=None, action=argparse.BooleanOptionalAction,
+                               help=help_text)
         else:
-            default = "" if field.is_required() else f" (default: {field.default})"
-            parser.add_argument(flag, dest=name, default=None, help=f"{help_text}{default}")
-    parser.add_argument("--spec", dest="_spec_file", default=None,
-                        help="YAML or JSON file with any of these parameters")
+            group.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=help_text)
+    options.add_argument("--spec", dest="_spec_file", default=None, metavar="FILE",
+                         help="YAML or JSON file with any of these parameters")
+    parser.usage = " ".join(["%(prog)s", *usage, "[options]"])
 
 
 def _coerce(spec_cls: type[JobSpec], values: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,7 +148,8 @@ def env_values(spec_cls: type[JobSpec], env: Mapping[str, str]) -> dict[str, Any
     }
 
 
-def format_validation_error(exc: ValidationError, skip: Collection[str] = ()) -> str:
+def format_validation_error(exc: ValidationError, fields: Iterable[str] = (),
+                            skip: Collection[str] = ()) -> str:
     """One line per problem: "`field` <what is expected>. Received: field=value"; errors whose
     type is in ``skip`` (e.g. ``"missing"``) are left out."""
     lines = []
@@ -122,15 +158,22 @@ def format_validation_error(exc: ValidationError, skip: Collection[str] = ()) ->
             continue
         loc = ".".join(str(p) for p in err["loc"]) or "spec"
         if err["type"] == "extra_forbidden":
-            lines.append(f"unknown parameter `{loc}`. Received: {loc}={err.get('input')!r}")
+            lines.append(f"unknown parameter `{loc}`{did_you_mean(loc, fields)}. "
+                         f"Received: {loc}={err.get('input')!r}")
         elif err["type"] == "missing":
-            lines.append(f"`{loc}` is required")
+            field = dict(fields).get(loc) if isinstance(fields, Mapping) else None
+            how = (f"the {loc.upper()} argument" if field is not None and _is_positional(field)
+                   else "--" + loc.replace("_", "-"))
+            lines.append(f"`{loc}` is required: pass {how}, or set it in --spec or HEADSTART_{loc.upper()}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
+            hint = ""
+            if err["type"] == "literal_error" and isinstance(err.get("input"), str):
+                hint = did_you_mean(err["input"], re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", ""))))
             if "Received:" in msg:  # a model-level rule that already names the values
                 lines.append(msg)
             else:
-                lines.append(f"`{loc}`: {msg}. Received: {loc}={err.get('input')!r}")
+                lines.append(f"`{loc}`: {msg}{hint}. Received: {loc}={err.get('input')!r}")
     return "; ".join(lines)
 
 
@@ -142,7 +185,7 @@ def build_spec(spec_cls: type[S], *layers: Mapping[str, Any]) -> S:
     try:
         return spec_cls(**merged)
     except ValidationError as exc:
-        raise UserError(f"invalid {spec_cls.__name__}: {format_validation_error(exc)}") from None
+        raise UserError(f"invalid parameters: {format_validation_error(exc, spec_cls.model_fields)}") from None
 
 
 def spec_from_args(spec_cls: type[S], args: argparse.Namespace,

@@ -82,7 +82,7 @@ def test_resolved_spec_reruns_without_auto(auto_run: Path, tmp_path: Path) -> No
     assert not (rerun / "auto.json").exists()
     first = json.loads((auto_run / "history.json").read_text())["history"]
     second = json.loads((rerun / "history.json").read_text())["history"]
-    np.testing.assert_allclose(first["val_loss"], second["val_loss"], atol=1e-3)
+    np.testing.assert_allclose(first["loss"], second["loss"], atol=1e-3)
 
 
 def test_rerun_of_the_auto_command_is_a_no_op(auto_run: Path, texture_dataset: str) -> None:
@@ -100,6 +100,9 @@ def test_budget_stops_the_search(texture_dataset: str, tmp_path: Path) -> None:
     assert status["tiny@16"][0] == "scored", "the cheapest candidate always runs"
     assert status["tiny@64"][0] == "skipped" and "budget" in status["tiny@64"][1]
     assert doc["chosen"]["fine_tune_layers"] == 0
+    assert doc["budget"]["budget_s"] <= 0.06 and "tiny@16" in doc["budget"]["candidates_s"]
+    assert any("the search took" in w for w in doc["warnings"]), "an overrun is never silent"
+    assert "Budget" in (out / "auto_report.html").read_text()
 
 
 def test_imbalanced_labels_get_class_weights_and_a_warning(texture_dataset: str, tmp_path: Path,

@@ -12,7 +12,8 @@ from headstart.shared.runtime.cli import main
 from tests.helpers import TINY, failure
 
 OUTPUTS = {"model.keras", "labels.json", "history.json", "training_curves.png", "metrics.json",
-           "spec.yaml", "skipped.csv", "splits.csv", "manifest.json", "calibration.json", "reliability.png"}
+           "spec.yaml", "skipped.csv", "splits.csv", "manifest.json", "report.html", "calibration.json",
+           "reliability.png"}
 
 
 def test_outputs_and_manifest(trained_run: str) -> None:
@@ -22,7 +23,7 @@ def test_outputs_and_manifest(trained_run: str) -> None:
     assert set(manifest["files"]) == OUTPUTS - {"manifest.json"}
     for name, meta in manifest["files"].items():
         assert Path(trained_run, name).stat().st_size == meta["size"]
-    assert not list(Path(trained_run).glob("checkpoint/*")), "checkpoints are removed once published"
+    assert not Path(trained_run, "checkpoint").exists(), "no (empty) checkpoint/ folder once published"
     assert Path(trained_run, "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

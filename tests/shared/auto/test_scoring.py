@@ -161,3 +161,26 @@ def test_class_weight_list() -> None:
     assert class_weight_list({"b": 3.0}, ["a", "b"]) == [1.0, 3.0]
     with pytest.raises(UserError, match="'c'"):
         class_weight_list({"c": 1.0}, ["a", "b"])
+
+
+def test_deadline_cuts_a_candidates_extraction_short_but_keeps_every_label() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 40)  # sorted by label: a plain prefix would be one label
+    data = ScoringData(rng.integers(0, 256, (120, 16, 16, 3), dtype=np.uint8), labels, 3, 0, 2)
+    data.deadline = 0.0  # long past
+    score = auto.score_candidate(Candidate("tiny", 16, "none"), data)
+    assert score.status == "scored" and score.note.startswith("budget: scored on ")
+    n = len(score.index)
+    assert auto.MIN_SCORED_PER_LABEL * 3 <= n < 120 and len(score.maps) == n
+    assert np.bincount(labels[score.index]).min() >= auto.MIN_SCORED_PER_LABEL
+    data.deadline = None
+    assert len(auto.score_candidate(Candidate("tiny", 16, "none"), data).index) == 120
+
+
+def test_budget_use_and_overrun_warning() -> None:
+    scores = [Score("tiny@16", "tiny", 16, "none", "scored", seconds=100.0)]
+    use = autoplan.budget_use(180.0, 30.0, scores, 5.0, 216.0)
+    assert use["candidates_s"] == {"tiny@16": 100.0} and use["left_for_training_s"] == -36.0
+    assert autoplan.budget_warnings(180.0, 80.0, 30.0) == []
+    (warning,) = autoplan.budget_warnings(180.0, 216.0, 30.0)
+    assert "216s of its 90s share of the 180s budget" in warning

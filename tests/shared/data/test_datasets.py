@@ -270,3 +270,21 @@ def test_missing_s3_prefix_is_no_images(s3_bucket):
     with pytest.raises(UserError, match="no images found") as info:
         discover(s3_bucket + "/nothing-here")
     assert "nothing-here" in str(info.value)
+
+
+def test_own_working_folders_are_not_labels(tmp_path, caplog) -> None:
+    """A scraped dataset keeps `_scrape/` beside the splits; a run may hold `checkpoint/`."""
+    from headstart.shared.data.datasets import SplitConfig, discover
+
+    for label in ("cat", "dog"):
+        for i in range(4):
+            p = tmp_path / "train" / label / f"{i}.jpg"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(b"x")
+    for junk in ("_scrape/objects/ab/abc.jpg", "_scrape/shards/00000-of-00001/records.jsonl",
+                 "checkpoint/state.json"):
+        (tmp_path / junk).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / junk).write_bytes(b"x")
+    index = discover(str(tmp_path), SplitConfig())
+    assert index.labels == ["cat", "dog"] and index.layout == "imagenet"
+    assert not [r for r in caplog.records if r.levelname == "WARNING"], "no warning about our own folders"

@@ -26,23 +26,25 @@ def _model(seed: int = 1) -> keras.Model:
                              keras.layers.BatchNormalization(), keras.layers.Dense(3, activation="softmax")])
 
 
-def _phase(epochs: int, patience: int = 100) -> PhaseConfig:
+def _phase(epochs: int, patience: int = 100, class_weights=None) -> PhaseConfig:
     return PhaseConfig(name="head", epochs=epochs, learning_rate=1e-2, patience=patience,
-                       label_smoothing=0.0, class_weights=None)
+                       label_smoothing=0.0, class_weights=class_weights)
 
 
-def _run(tmp_path, epochs: int = 4, model=None, sub: str = "ck"):
+def _run(tmp_path, epochs: int = 4, model=None, sub: str = "ck", class_weights=None):
     model = model or _model()
     train = ArrayBatches(X, Y, batch_size=8, seed=3)
     valid = ArrayBatches(X[:16], Y[:16], batch_size=16, seed=3, shuffle=False)
     ckpt = CheckpointStore(open_store(str(tmp_path / sub)), "fp")
-    return model, run_phase(model, train, valid, _phase(epochs), ckpt, ckpt.load_state()), ckpt
+    phase = _phase(epochs, class_weights=class_weights)
+    return model, run_phase(model, train, valid, phase, ckpt, ckpt.load_state()), ckpt
 
 
-def test_chunked_epochs_equal_one_step_per_batch(tmp_path, monkeypatch):
-    chunked, result, _ = _run(tmp_path, sub="a")
+@pytest.mark.parametrize("class_weights", [None, [1.0, 3.0, 0.5]])
+def test_chunked_epochs_equal_one_step_per_batch(tmp_path, monkeypatch, class_weights):
+    chunked, result, _ = _run(tmp_path, sub="a", class_weights=class_weights)
     monkeypatch.setattr(training, "CHUNK_BYTES", 1)  # every batch its own compiled call
-    single, result_single, _ = _run(tmp_path, sub="b")
+    single, result_single, _ = _run(tmp_path, sub="b", class_weights=class_weights)
     for a, b in zip(chunked.get_weights(), single.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-5)
     np.testing.assert_allclose(result.history["loss"], result_single.history["loss"], rtol=1e-4)

@@ -79,3 +79,23 @@ def test_report_is_self_contained_and_escaped():
     (png,) = embedded_pngs(html)
     assert png == curves
     Image.open(io.BytesIO(png)).verify()
+
+
+def test_gallery_marks_wrong_and_right_predictions():
+    from headstart.shared.report.html import gallery as gal
+
+    html = gal([(tiny_png(), "a", None, False), (tiny_png(), "b", None, True), (tiny_png(), "c", None)])
+    assert html.count('class="tile wrong"') == 1 and html.count('class="tile right"') == 1
+    assert html.count('class="tile"') == 1 and html.count("wrong · ") == 1
+
+
+def test_thumbs_raw_table_configuration_and_no_negative_zero():
+    from headstart.shared.report.html import configuration, num, raw_table, thumbs
+
+    pair = thumbs(tiny_png(), tiny_png((0, 255, 0)), alt=EVIL)
+    assert len(embedded_pngs(pair)) == 2 and "<script>" not in pair
+    assert raw_table(["images", "x"], [[pair, esc(EVIL)]]).count("<img") == 2
+    section = configuration({"dataset": EVIL, "epochs": 3}, {"backbone": "tiny", "seconds": 1.25, "gone": None})
+    assert "<script>" not in section and "epochs: 3" in section and "1.2" in section and "gone" not in section
+    assert num(-0.0001) == "0.000" and num(-0.5) == "-0.500"
+    assert "-0.000" not in table(["x"], [[-0.0004]]) and "-0.000" not in cards({"m": -0.0002})

@@ -59,3 +59,29 @@ def test_image_grid_png():
 
 def test_image_grid_empty():
     open_png(plots.image_grid([], []))
+
+
+def _green_pixels(png: bytes) -> int:
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    return int(((abs(rgb[..., 0] - 44) < 25) & (abs(rgb[..., 1] - 160) < 25)
+                & (abs(rgb[..., 2] - 44) < 25)).sum())
+
+
+def test_training_curves_mark_the_restored_best_epoch():
+    history = {"loss": [1.2, 0.8, 0.6, 0.5, 0.45], "val_loss": [1.3, 0.9, 0.7, 0.85, 0.9],
+               "accuracy": [0.4, 0.6, 0.7, 0.8, 0.85], "val_accuracy": [0.35, 0.55, 0.67, 0.6, 0.5]}
+    plain = plots.training_curves(history, {"head": 0})
+    marked = plots.training_curves(history, {"head": 0}, {"head": 3})
+    assert _green_pixels(marked) > _green_pixels(plain) + 200  # dotted line + star per panel
+    open_png(plots.training_curves(history, {"head": 0, "fine-tune": 3}, {"head": 3, "fine-tune": 2}))
+
+
+def test_lr_plot_limits_show_the_curve_up_to_its_minimum():
+    from headstart.shared.model.lrfind import LRFind, lr_plot, lr_ylim
+
+    losses = [2.0, 1.9, 1.5, 0.8, 0.3, 0.2, 0.5, 3.0, 50.0]
+    low, high = lr_ylim(losses)
+    assert low < 0.2 and 2.0 < high < 2.5  # everything until the minimum is in view
+    assert lr_ylim([float("nan")]) is None
+    result = LRFind(lrs=list(np.logspace(-5, 0, len(losses))), losses=losses, suggestion=1e-3)
+    open_png(lr_plot(result))

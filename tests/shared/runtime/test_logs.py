@@ -45,20 +45,36 @@ def test_non_tty_logs_counts_and_rate_every_interval(clock, plain_stderr, caplog
     caplog.set_level(logging.INFO)
     p = Progress(total=10, desc="decode", every=5.0)
     assert not p.tty
+    clock.now += 30  # the first item pays the TensorFlow import: not part of the rate
+    p.update()
+    assert messages(caplog) == ["decode: 1/10 img (10%)"]  # at once, no rate or ETA yet
     for _ in range(4):
         clock.now += 1
         p.update()
-    assert messages(caplog) == []  # nothing before `every` seconds
+    assert len(messages(caplog)) == 1  # nothing more before `every` seconds
     clock.now += 1
     p.update()
-    assert messages(caplog) == ["decode: 5/10 img (50%) eta 5s 1.0 img/s"]
+    assert messages(caplog)[-1] == "decode: 6/10 img (60%) eta 4s 1.0 img/s"
     clock.now += 1
     p.update(2, failed=1)
-    assert len(messages(caplog)) == 1  # next line only after another interval
+    assert len(messages(caplog)) == 2  # next line only after another interval
     clock.now += 4
     p.update()
-    assert messages(caplog)[-1] == "decode: 8/10 img (80%) eta 2s 0.8 img/s 1 failed"
+    assert messages(caplog)[-1] == "decode: 9/10 img (90%) eta 1s 0.8 img/s 1 failed"
     assert plain_stderr.getvalue() == ""  # no bar drawn off a terminal
+
+
+def test_first_eta_is_not_inflated_by_startup(clock, plain_stderr, caplog):
+    """The issue's case: 1/140 after 40 s of imports used to read eta 5560s."""
+    caplog.set_level(logging.INFO)
+    p = Progress(total=140, desc="decode train", every=5.0)
+    clock.now += 40
+    p.update()
+    for _ in range(10):
+        clock.now += 0.1
+        p.update()
+    assert p.rate == pytest.approx(10.0)
+    assert "eta 13s" in p._line()
 
 
 def test_non_tty_unknown_total(clock, plain_stderr, caplog):
@@ -66,7 +82,9 @@ def test_non_tty_unknown_total(clock, plain_stderr, caplog):
     p = Progress(total=None, desc="scrape", unit="url", every=0)
     clock.now += 2
     p.update(3)
-    assert messages(caplog) == ["scrape: 3 url 1.5 url/s"]
+    clock.now += 2
+    p.update(3)
+    assert messages(caplog) == ["scrape: 3 url", "scrape: 6 url 1.5 url/s"]
 
 
 def test_close_logs_summary(clock, plain_stderr, caplog):
@@ -90,7 +108,8 @@ def test_custom_logger(clock, plain_stderr, caplog):
 def test_rate_before_time_passes_is_finite(clock, plain_stderr):
     p = Progress(total=10, desc="x")
     p.update()
-    assert p.rate > 0
+    p.update()
+    assert p.rate > 0 and p.rate < float("inf")
     assert "img/s" in p._line()
 
 
@@ -102,10 +121,13 @@ def test_tty_draws_a_bar(clock, monkeypatch, caplog):
     assert p.tty
     clock.now += 0.1
     p.update()
-    assert tty.getvalue() == ""  # redraws at most every 0.2 s
+    assert tty.getvalue() == "\rtrain: [###...........................] 1/10 img (10%)"  # at once
+    clock.now += 0.1
+    p.update()
+    assert tty.getvalue().count("\r") == 1  # redraws at most every 0.2 s
     clock.now += 0.2
-    p.update(4)
-    assert tty.getvalue() == "\rtrain: [###############...............] 5/10 img (50%) eta 0s 16.7 img/s"
+    p.update(3)
+    assert tty.getvalue().endswith("\rtrain: [###############...............] 5/10 img (50%) eta 0s 13.3 img/s")
     assert messages(caplog) == []  # no log lines on a terminal while running
     p.close()
     assert tty.getvalue().endswith("\n")

@@ -129,7 +129,7 @@ def test_validation_error_names_field_and_value(argv, field, received):
     assert f"`{field}`" in message
     assert f"Received: {field}={received}" in message
     assert "\n" not in message
-    assert message.startswith("invalid ToySpec")
+    assert message.startswith("invalid parameters:") and "ToySpec" not in message
 
 
 def test_validation_error_from_env_names_field():
