@@ -20,6 +20,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# Style and likely bugs (ruff), then types (mypy); settings in pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m mypy
+
 # Every report rendered in headless Chromium (apt-get install -y chromium); SCREENS=DIR saves screenshots.
 report-check: $(STAMP)
 	REPORT_SCREENS=$(SCREENS) $(BIN)/python -m pytest -q tests/jobs/test_reports_browser.py

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("HEADSTART_SHARED", ROOT.parent / "shared"))  # worktrees: set it
 FLOWERS = SHARED / "data" / "flowers5"
 MOBILENET = SHARED / "models" / "mobilenetv2_160_backbone.weights.h5"
 

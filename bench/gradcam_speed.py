@@ -41,7 +41,7 @@ def _rates(fns: dict, images: np.ndarray, batch: int, repeats: int) -> dict[str,
     alike rather than whichever ran during the busy spell."""
     for fn in fns.values():
         fn(images[:batch])  # warm-up: trace and compile
-    best = {name: 0.0 for name in fns}
+    best = dict.fromkeys(fns, 0.0)
     for _ in range(repeats):
         for name, fn in fns.items():
             best[name] = max(best[name], len(images) / _seconds(fn, images, batch))

@@ -35,7 +35,8 @@ from PIL import Image
 from headstart.shared.runtime.cpus import usable_cpus
 
 REPO = Path(__file__).resolve().parents[1]
-I2D_VENV = Path(os.environ.get("HEADSTART_BENCH_CACHE", Path.home() / ".cache" / "headstart-bench")) / "img2dataset-venv"
+BENCH_CACHE = Path(os.environ.get("HEADSTART_BENCH_CACHE", Path.home() / ".cache" / "headstart-bench"))
+I2D_VENV = BENCH_CACHE / "img2dataset-venv"
 
 
 def base_images(count: int, size: tuple[int, int]) -> list[bytes]:
@@ -240,7 +241,8 @@ def main() -> None:
                  for r in runs],
         # At the largest N, where start-up costs weigh least.
         "headstart_vs_img2dataset": round(hs[-1] / i2[-1], 3) if i2 and i2[-1] else None,
-        "headstart_memory_growth_mb": round(runs[-1]["headstart"]["peak_tree_rss_mb"] - runs[0]["headstart"]["peak_tree_rss_mb"], 1),
+        "headstart_memory_growth_mb": round(runs[-1]["headstart"]["peak_tree_rss_mb"]
+                                            - runs[0]["headstart"]["peak_tree_rss_mb"], 1),
     }
     for r in runs:
         for tool in ("headstart", "img2dataset"):

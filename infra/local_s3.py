@@ -16,7 +16,7 @@ log = logging.getLogger("headstart.local_s3")
 
 def ensure_bucket(bucket: str) -> None:
     """Create ``bucket`` unless it exists."""
-    from headstart.shared.storage.store import s3_client
+    from headstart.shared.storage.s3 import s3_client
 
     client = s3_client()
     try:

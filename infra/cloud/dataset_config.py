@@ -82,15 +82,16 @@ def validate_config(config: dict[str, Any], where: str) -> dict[str, dict[str, A
     (over the pipeline defaults). UserError naming every problem otherwise."""
     problems = shared.validate(config)
     if not problems:
-        for section, values in shared.sections(config).items():
+        merged = shared.sections(config)
+        for section in config:  # the pipeline's own defaults need no check
+            values = merged[section]
             try:
                 spec_class(section).model_validate(values)
             except ValidationError as exc:
                 # Inputs (positional, required) are the pipeline's to set, not the config's.
                 errors = [e for e in exc.errors() if e["type"] != "missing"]
                 if errors:
-                    problems.append(f"{section}: " + format_validation_error(
-                        ValidationError.from_exception_data(exc.title, errors)))
+                    problems.append(f"{section}: " + format_validation_error(exc, skip={"missing"}))
     if problems:
         raise UserError(f"{where}: " + "; ".join(problems))
     return shared.sections(config)

@@ -15,7 +15,7 @@ import secrets
 import shlex
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -50,7 +50,7 @@ class Submitted:
 
 
 class _RaisingParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse would print usage and exit
+    def error(self, message: str) -> NoReturn:  # argparse would print usage and exit
         raise UserError(f"{self.prog}: {message}")
 
 
@@ -86,8 +86,7 @@ def _validate(spec_cls: Any, values: dict[str, Any]) -> None:
     except ValidationError as exc:
         errors = [e for e in exc.errors() if e["type"] != "missing"]
         if errors:
-            raise UserError(format_validation_error(
-                ValidationError.from_exception_data(exc.title, errors))) from None
+            raise UserError(format_validation_error(exc, skip={"missing"})) from None
 
 
 def _name(text: str) -> str:

@@ -4,6 +4,9 @@
 # PyPI, installed system-wide as root like the real image, tagged with the real image's name so
 # the Dockerfile's FROM resolves to it. Reused when already in the cache.
 source "$(dirname "$0")/common.sh"
+# One builder at a time: a second caller waits, then reuses the committed base.
+exec 9>"$IMAGE_CACHE/base.lock"
+flock 9
 if bh inspect --type image "$BASE_IMAGE" >/dev/null 2>&1; then
   echo "base: reusing $BASE_IMAGE from $IMAGE_CACHE"; exit 0
 fi

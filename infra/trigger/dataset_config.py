@@ -26,7 +26,8 @@ SCHEMA_FILE = Path(__file__).with_name("config_schema.json")
 # The pipeline's own defaults, below the config file: a scrape that yields fewer than half
 # of its URLs as images fails instead of training on scraps.
 PIPELINE_DEFAULTS: dict[str, dict[str, Any]] = {"scrape": {"min_success": 0.5}}
-_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str, "integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
 
 
 def load_schema() -> dict[str, dict[str, dict[str, Any]]]:

@@ -43,7 +43,7 @@ def gradcam_worst(out: RunOutput, trained: TrainedModel, split: LoadedSplit,
     heat = upsample(result.heatmaps, side, side)
     overlays: dict[str, bytes] = {}
     for n, w in enumerate(worst):
-        shown = np.asarray(Image.fromarray(to_uint8(images[n])).resize((side, side), Image.BILINEAR))
+        shown = np.asarray(Image.fromarray(to_uint8(images[n])).resize((side, side), Image.Resampling.BILINEAR))
         text = f"true {w['true']}, predicted {w['predicted']} {w['probability']:.2f}"
         png = overlay_png(shown, heat[n], text)
         out.write_bytes(f"gradcam/{n}.png", png)

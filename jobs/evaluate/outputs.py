@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,13 +31,17 @@ def worst_errors(split: LoadedSplit, probs: np.ndarray, labels: list[str], n: in
              "true_probability": float(probs[i, split.labels[i]])} for i in order]
 
 
-def _predictions_csv(split: LoadedSplit, probs: np.ndarray, labels: list[str]) -> str:
+def _predictions_csv(split: LoadedSplit, probs: np.ndarray, labels: list[str], calibration=None) -> str:
+    from headstart.shared.model.calibration import Calibration
+
+    conf = (calibration or Calibration()).apply(probs).max(axis=1) if len(probs) else []
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["key", "true", "predicted", "probability", *[f"p_{label}" for label in labels]])
-    for key, y, p in zip(split.keys, split.labels, probs):
+    # confidence: the calibrated top-1 probability (the run's temperature scaling)
+    w.writerow(["key", "true", "predicted", "probability", *[f"p_{label}" for label in labels], "confidence"])
+    for key, y, p, c in zip(split.keys, split.labels, probs, conf):
         w.writerow([key, labels[int(y)], labels[int(p.argmax())], f"{p.max():.6f}",
-                    *[f"{v:.6f}" for v in p]])
+                    *[f"{v:.6f}" for v in p], f"{c:.6f}"])
     return buf.getvalue()
 
 
@@ -49,7 +54,7 @@ def _per_class_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def _report(spec: EvaluateSpec, trained: TrainedModel, summary: dict, figs: dict[str, bytes],
-            worst: list[dict], split: LoadedSplit, extra: list[tuple[str, str]] = (),
+            worst: list[dict], split: LoadedSplit, extra: Sequence[tuple[str, str]] = (),
             overlays: dict[str, bytes] | None = None, seconds: float | None = None) -> str:
     overlays = overlays or {}
     rep = report.Report(f"Evaluation: {trained.meta.get('backbone')} on {spec.dataset}",
@@ -69,6 +74,12 @@ def _report(spec: EvaluateSpec, trained: TrainedModel, summary: dict, figs: dict
         ["true", "predicted as", "count", "share of true"],
         [[c["true"], c["predicted"], c["count"], c["rate"]] for c in summary["most_confused"]])
         if summary["most_confused"] else "<p>No confusions.</p>")
+    cal = summary.get("calibration")
+    if cal and "reliability.png" in figs:
+        rep.add("Calibration", f"<p>Expected calibration error on this split: {cal['ece_before']:.4f} "
+                f"before, {cal['ece_after']:.4f} after temperature scaling (T = {cal['temperature']:.3g}, "
+                f"fitted on the {cal['fitted_on']} split at training time).</p>"
+                + report.figure(figs["reliability.png"], "reliability diagram"))
     # Each tile embeds the Grad-CAM overlay when there is one (the map of the wrong class),
     # else the image: the page must work once copied away from gradcam/*.png.
     tiles = [(overlays.get(w.get("gradcam") or "") or encode_png(to_uint8(split.images[w["index"]])),
@@ -102,6 +113,10 @@ def write_outputs(*, spec: EvaluateSpec, out: RunOutput, trained: TrainedModel, 
     from headstart.jobs.evaluate.explain import explain  # Grad-CAM links of `worst` + similarity section
 
     extra, overlays = explain(out, trained, split, worst)
+    from headstart.shared.model.calibration import reliability_png
+
+    figs["reliability.png"] = reliability_png(probs, split.labels, trained.calibration,
+                                              f"{split.name} split")
     for name, png in figs.items():
         out.write_bytes(name, png)
     if worst:
@@ -113,7 +128,7 @@ def write_outputs(*, spec: EvaluateSpec, out: RunOutput, trained: TrainedModel, 
     out.write_json("metrics.json", {k: v for k, v in summary.items() if k != "confusion_matrix"})
     out.write_json("worst_misclassified.json", worst)
     out.write_text("per_class.csv", _per_class_csv(summary["per_class"]))
-    out.write_text("predictions.csv", _predictions_csv(split, probs, labels))
+    out.write_text("predictions.csv", _predictions_csv(split, probs, labels, trained.calibration))
     out.write_text("skipped.csv", skipped_csv({split.name: split.skipped}))
     out.write_text("spec.yaml", spec.to_yaml())
     out.write_text("report.html", _report(spec, trained, summary, figs, worst, split, extra,

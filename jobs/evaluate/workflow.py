@@ -57,6 +57,9 @@ def evaluate(spec: EvaluateSpec):
         raise UserError(f"no usable images in split {split_name!r} of {spec.dataset!r}")
     probs = predict_arrays(trained.model, split.images, spec.batch_size, f"evaluate {split_name}")
     summary = summarize(split.labels, probs, trained.labels)
+    from headstart.shared.model.calibration import summary as calibration_summary
+
+    summary["calibration"] = calibration_summary(probs, split.labels, trained.calibration)
     result = write_outputs(spec=spec, out=out, trained=trained, split=split, probs=probs,
                            summary=summary, seconds=time.monotonic() - started)
     log.info("%s: accuracy %.4f on %d images (%d skipped) -> %s", split_name, summary["accuracy"],

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -20,7 +20,7 @@ log = logging.getLogger("headstart.export")
 EXTRAS = {"tf2onnx": "onnx", "onnxruntime": "onnx", "onnx": "onnx"}
 
 
-def require(module: str) -> object:
+def require(module: str) -> Any:
     """Import an optional converter or raise a :class:`UserError` naming its extra (exit 2)."""
     try:
         return importlib.import_module(module)
@@ -127,7 +127,7 @@ def _tflite_runner(path: str) -> Callable[[np.ndarray], np.ndarray]:
         warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
         interp = tf.lite.Interpreter(model_path=path, num_threads=max(1, len(os.sched_getaffinity(0))))
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    shape = [None]
+    shape: list[list[int] | None] = [None]
 
     def run(x: np.ndarray) -> np.ndarray:
         if list(x.shape) != shape[0]:

@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from headstart.jobs.export.spec import ExportSpec
+from headstart.shared.model.trained import MODEL_FILE
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.storage.manifest import RunOutput
 from headstart.shared.storage.store import open_store
@@ -66,13 +67,13 @@ def _splits(spec: ExportSpec, trained):
         raise UserError(f"dataset {dataset!r} has no test or valid split for the parity check")
     store = open_store(dataset)
     test = load_split(store, name, _evenly(index.splits[name], spec.parity_images), trained.labels,
-                      trained.image_size, spec.min_side)
+                      trained.image_size, spec.min_side, model=trained.model)
     if len(test) == 0:
         raise UserError(f"no usable images in the {name} split of {dataset!r}")
     rep = None
     if spec.quantize == "int8":
         train = load_split(store, "train", _evenly(index.splits["train"], spec.representative),
-                           trained.labels, trained.image_size, spec.min_side)
+                           trained.labels, trained.image_size, spec.min_side, model=trained.model)
         rep = train.images
     return test, rep
 
@@ -95,7 +96,7 @@ def parity(spec: ExportSpec, trained, test, fn, size_bytes: int, replaced: bool)
     got, ms = _timed(fn, test.images, spec.batch_size)
     agree = float(np.mean(ref.argmax(1) == got.argmax(1)))
     target = TARGETS[spec.quantize]
-    keras_bytes = trained.store.size("model.keras") if trained.store.exists("model.keras") else None
+    keras_bytes = trained.store.size(MODEL_FILE) if trained.store.exists(MODEL_FILE) else None
     return {"format": spec.format, "quantize": spec.quantize, "split": test.name, "images": len(test),
             "top1_agreement": agree, "target_agreement": target, "meets_target": agree >= target,
             "max_abs_dp": float(np.abs(ref - got).max()),

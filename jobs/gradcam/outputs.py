@@ -88,7 +88,7 @@ class Collector:
         if len(kept) >= self.spec.grid_per_class and len(self.gallery) >= GALLERY:
             return
         small = np.asarray(Image.fromarray(blend(image, heat, self.spec.alpha, self.spec.colormap))
-                           .resize((THUMB, THUMB), Image.BILINEAR))
+                           .resize((THUMB, THUMB), Image.Resampling.BILINEAR))
         if len(kept) < self.spec.grid_per_class:
             kept.append((small, f"{row['predicted']} {row['probability']:.2f}"))
         if len(self.gallery) < GALLERY:

@@ -17,7 +17,7 @@ import tempfile
 from headstart.jobs.predict.outputs import (GALLERY_INDEX, PREDICTIONS, Gallery, render_report,
                                             skipped_csv, upload_file)
 from headstart.jobs.predict.spec import PredictMergeSpec
-from headstart.shared.data.loading import Skipped
+from headstart.shared.data.images import Skipped
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.storage.manifest import RunOutput, is_published
 from headstart.shared.storage.store import open_store

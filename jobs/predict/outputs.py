@@ -20,7 +20,8 @@ import numpy as np
 
 from headstart.shared.data.images import encode_png
 from headstart.shared.data.imagesets import ImageRef
-from headstart.shared.data.loading import Skipped
+from headstart.shared.data.images import Skipped
+from headstart.shared.data.loading import skipped_csv as shared_skipped_csv
 from headstart.shared.report import html as report
 from headstart.shared.storage.manifest import RunOutput
 
@@ -41,16 +42,8 @@ def label_slug(label: str) -> str:
 
 
 def skipped_csv(skipped: list[Skipped]) -> str:
-    rows = [["key", "label", "status", "reason"]] + [[s.key, s.label, s.status, s.reason] for s in skipped]
-    return _csv_text(rows)
-
-
-def _csv_text(rows: list[list[Any]]) -> str:
-    import io
-
-    buf = io.StringIO()
-    csv.writer(buf).writerows(rows)
-    return buf.getvalue()
+    """The one ``skipped.csv`` format of every job (no dataset split here)."""
+    return shared_skipped_csv({None: skipped})
 
 
 def upload_file(out: RunOutput, key: str, path: str) -> None:

@@ -31,18 +31,10 @@ def _output(spec: PredictSpec) -> tuple[RunOutput, int, int]:
     return out, index, count
 
 
-def image_decoder(size: int, thumb: int, min_side: int, model=None):
-    """``ref -> (model input, thumbnail) | Skipped``: the one decode and the model's own
-    resize (:func:`headstart.shared.data.imagesets.image_decoder`), as evaluate feeds it."""
-    from headstart.shared.data.imagesets import image_decoder as decoder
-
-    return decoder(size, thumb, model=model, min_side=min_side)
-
-
 def predict(spec: PredictSpec) -> None:
     """Run the predict job described by ``spec``."""
     from headstart.jobs.predict.outputs import Predictions
-    from headstart.shared.data.imagesets import resolve_images
+    from headstart.shared.data.imagesets import image_decoder, resolve_images
     from headstart.shared.data.sharding import select
     from headstart.shared.model.calibration import Calibration
     from headstart.shared.model.predict import stream_batches
@@ -63,7 +55,7 @@ def predict(spec: PredictSpec) -> None:
     progress = Progress(len(refs), "predict", "img", log)
     t0 = time.monotonic()
     try:
-        decode = image_decoder(trained.image_size, THUMB, spec.min_side, trained.model)
+        decode = image_decoder(trained.image_size, THUMB, model=trained.model, min_side=spec.min_side)
         for batch_refs, probs, thumbs, skipped in stream_batches(
                 trained.model, refs, decode, spec.batch_size, spec.tta, spec.workers):
             for s in skipped:

@@ -12,15 +12,15 @@ import hashlib
 import logging
 import tempfile
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from headstart.jobs.scrape import records
+from headstart.jobs.scrape.mergeindex import MergeIndex
 from headstart.jobs.scrape.placement import place_images
 from headstart.jobs.scrape.spec import MergeSpec, SplitSettings
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.storage.manifest import RunOutput
-from headstart.shared.data.splits import stratified_split
+from headstart.shared.data.splits import check_fractions
 from headstart.shared.storage.store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -30,22 +30,6 @@ SUMMARY = "scrape_summary.json"
 REPORT_FIELDS = ["index", "url", "label", "status", "split", "path", "http_code", "bytes", "width",
                  "height", "format", "sha", "attempts", "seconds", "final_url", "error"]
 SUCCESS = ("ok", "duplicate", "conflict")  # the URL gave a valid image
-
-
-@dataclass
-class Image:
-    """One distinct download: its first URL decides its label."""
-
-    index: int
-    label: str
-    ext: str
-    stored_bytes: int
-    stored_sha256: str
-    labels: set[str] = field(default_factory=set)
-
-    @property
-    def conflict(self) -> bool:
-        return len(self.labels) > 1
 
 
 def _shard_parts(store: Store, shard_count: int) -> list[str]:
@@ -61,40 +45,41 @@ def _shard_parts(store: Store, shard_count: int) -> list[str]:
     return keys
 
 
-def _collect_images(store: Store, parts: list[str]) -> dict[str, Image]:
-    images: dict[str, Image] = {}
-    with records.merged_records(store, parts) as rows:
-        for row in rows:
-            if row["status"] != "ok":
-                continue
-            image = images.get(row["sha"])
-            if image is None:
-                image = images[row["sha"]] = Image(int(row["index"]), row["label"], row["ext"],
-                                                   int(row["stored_bytes"]), row["stored_sha256"])
-            image.labels.add(row["label"])
-    return images
-
-
-def _final_status(row: dict, images: dict[str, Image], on_conflict: str) -> tuple[str, str]:
-    """(status, note) of a record once duplicates and label conflicts are known."""
+def _final_status(row: dict, index: MergeIndex, on_conflict: str) -> tuple[str, str, tuple | None]:
+    """(status, note, image) of a record once duplicates and label conflicts are known."""
     if row["status"] != "ok":
-        return row["status"], row["error"]
-    image = images[row["sha"]]
-    if int(row["index"]) == image.index:
-        if image.conflict and on_conflict == "drop":
-            return "conflict", f"same image under labels {sorted(image.labels)}; dropped"
-        return "ok", ""
-    if row["label"] == image.label:
-        return "duplicate", f"same bytes as URL #{image.index}"
-    return "conflict", f"same bytes as URL #{image.index} labelled {image.label!r}"
+        return row["status"], row["error"], None
+    image = index.image(row["sha"])  # (index, label, ext, conflict, split)
+    first, label = image[0], image[1]
+    if int(row["index"]) == first:
+        if image[3] and on_conflict == "drop":
+            return "conflict", f"same image under labels {index.labels_of(row['sha'])}; dropped", None
+        return "ok", "", image
+    if row["label"] == label:
+        return "duplicate", f"same bytes as URL #{first}", None
+    return "conflict", f"same bytes as URL #{first} labelled {label!r}", None
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_TEXT_FIELDS = ("url", "label", "final_url", "error", "path")
+
+
+def spreadsheet_safe(row: dict) -> dict:
+    """Prefix text cells a spreadsheet would run as a formula (``=HYPERLINK(...)`` in a URL
+    list) with ``'``, so opening the report cannot execute anything."""
+    for key in _TEXT_FIELDS:
+        value = row.get(key)
+        if isinstance(value, str) and value.startswith(_FORMULA_START):
+            row[key] = "'" + value
+    return row
 
 
 def image_path(split: str, label: str, sha: str, ext: str) -> str:
     return f"{split}/{label}/{sha[:32]}.{ext}"
 
 
-def _write_report(store: Store, parts: list[str], images: dict[str, Image], plan: dict[str, str],
-                  on_conflict: str, out: RunOutput) -> dict:
+def _write_report(store: Store, parts: list[str], index: MergeIndex, on_conflict: str,
+                  out: RunOutput) -> dict:
     """Stream the report to a temp file, upload it; return the per-label/status counts."""
     per_label: dict[str, Counter] = defaultdict(Counter)
     digest, size = hashlib.sha256(), 0
@@ -104,14 +89,13 @@ def _write_report(store: Store, parts: list[str], images: dict[str, Image], plan
             writer = csv.DictWriter(fh, REPORT_FIELDS, extrasaction="ignore", lineterminator="\n")
             writer.writeheader()
             for row in rows:
-                status, note = _final_status(row, images, on_conflict)
+                status, note, image = _final_status(row, index, on_conflict)
                 row.update(status=status, error=note)
-                if status == "ok":
-                    image = images[row["sha"]]
-                    row["split"] = plan[row["sha"]]
-                    row["path"] = image_path(row["split"], image.label, row["sha"], image.ext)
+                if image is not None:
+                    row["split"] = image[4]
+                    row["path"] = image_path(image[4], image[1], row["sha"], image[2])
                 per_label[row["label"]][status] += 1
-                writer.writerow(row)
+                writer.writerow(spreadsheet_safe(row))
         for chunk in _chunks(path):
             digest.update(chunk)
             size += len(chunk)
@@ -126,54 +110,58 @@ def _chunks(path: Path):
             yield chunk
 
 
-def _summary(per_label: dict[str, Counter], plan: dict[str, str], images: dict[str, Image],
-             settings: SplitSettings, shard_count: int) -> dict:
-    totals = Counter()
+def _summary(per_label: dict[str, Counter], index: MergeIndex, settings: SplitSettings,
+             shard_count: int) -> dict:
+    totals: Counter[str] = Counter()
     for counts in per_label.values():
         totals.update(counts)
     total = sum(totals.values())
     success = sum(totals[s] for s in SUCCESS)
     splits_per_label: dict[str, Counter] = defaultdict(Counter)
-    for sha, split in plan.items():
-        splits_per_label[images[sha].label][split] += 1
+    for label, split, count in index.split_counts():
+        splits_per_label[label][split] += count
+    # Malformed rows (bad_row) have no trustworthy label: counted in by_status, not as a label.
+    labelled = {label: c for label, c in per_label.items() if label}
     labels = {label: {"urls": sum(c.values()), **dict(sorted(c.items())),
                       "images": dict(splits_per_label.get(label, {}))}
-              for label, c in sorted(per_label.items())}
-    return {"urls": total, "images": len(plan), "success_rate": round(success / total, 4) if total else 0.0,
+              for label, c in sorted(labelled.items())}
+    return {"urls": total, "images": index.n_placed(), "success_rate": round(success / total, 4) if total else 0.0,
             "by_status": dict(sorted(totals.items())), "labels": labels,
-            "empty_labels": [lb for lb, c in sorted(per_label.items()) if not c["ok"]],
+            "empty_labels": [lb for lb, c in sorted(labelled.items()) if not c["ok"]],
             "shards": shard_count, "settings": settings.dump()}
 
 
-def finalize(store: Store, settings: SplitSettings, shard_count: int) -> dict:
-    """Build report, summary, dataset and manifest from the records of every shard."""
+def finalize(store: Store, settings: SplitSettings, shard_count: int, overwrite: bool = False) -> dict:
+    """Build report, summary, dataset and manifest from the records of every shard. The
+    working set lives in a :class:`MergeIndex` on local disk, so memory does not grow with
+    the number of images (the manifest, which lists every file, aside)."""
     out = RunOutput(store, "scrape")
     out.unpublish()
     parts = _shard_parts(store, shard_count)
-    images = _collect_images(store, parts)
-    kept: dict[str, list[str]] = defaultdict(list)
-    for sha, image in images.items():
-        if not (image.conflict and settings.on_conflict == "drop"):
-            kept[image.label].append(sha)
-    plan = {sha: split for by_key in stratified_split(
-        kept, settings.valid_fraction, settings.test_fraction, settings.seed).values()
-        for sha, split in by_key.items()}
-    per_label = _write_report(store, parts, images, plan, settings.on_conflict, out)
-    summary = _summary(per_label, plan, images, settings, shard_count)
-    out.write_json(SUMMARY, summary)
-    for label in summary["empty_labels"]:
-        log.warning("label %r has no images: every one of its URLs failed", label)
-    log.info("%d URLs -> %d images; success rate %.1f%%; %s", summary["urls"], summary["images"],
-             100 * summary["success_rate"], summary["by_status"])
-    if summary["success_rate"] < settings.min_success:
-        raise UserError(f"success rate {summary['success_rate']:.3f} is below --min-success "
-                        f"{settings.min_success}; see {store.uri}/{REPORT} for why URLs failed")
-    targets = {image_path(split, images[sha].label, sha, images[sha].ext): sha for sha, split in plan.items()}
-    place_images(store, {path: records.object_key(sha, images[sha].ext) for path, sha in targets.items()})
-    for path, sha in targets.items():
-        out.record(path, images[sha].stored_bytes, images[sha].stored_sha256)
-    return out.publish(layout="imagenet", images=len(plan), urls=summary["urls"],
-                       labels=sorted(kept), success_rate=summary["success_rate"])
+    with MergeIndex() as index:
+        with records.merged_records(store, parts) as rows:
+            index.add_images(rows, settings.seed)
+        check_fractions(settings.valid_fraction, settings.test_fraction)
+        index.assign_splits(settings.valid_fraction, settings.test_fraction,
+                            drop_conflicts=settings.on_conflict == "drop")
+        per_label = _write_report(store, parts, index, settings.on_conflict, out)
+        summary = _summary(per_label, index, settings, shard_count)
+        out.write_json(SUMMARY, summary)
+        for label in summary["empty_labels"]:
+            log.warning("label %r has no images: every one of its URLs failed", label)
+        log.info("%d URLs -> %d images; success rate %.1f%%; %s", summary["urls"], summary["images"],
+                 100 * summary["success_rate"], summary["by_status"])
+        if summary["success_rate"] < settings.min_success:
+            raise UserError(f"success rate {summary['success_rate']:.3f} is below --min-success "
+                            f"{settings.min_success}; see {store.uri}/{REPORT} for why URLs failed")
+        place_images(store, index, ((image_path(split, label, sha, ext), records.object_key(sha, ext))
+                                    for split, label, sha, ext, _, _ in index.placed_images()),
+                     overwrite=overwrite)
+        for split, label, sha, ext, size, digest in index.placed_images():
+            out.record(image_path(split, label, sha, ext), size, digest)
+        labels = index.kept_labels()
+    return out.publish(layout="imagenet", images=summary["images"], urls=summary["urls"],
+                       labels=labels, success_rate=summary["success_rate"])
 
 
 def merge_command(spec: MergeSpec) -> dict:

@@ -15,6 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExe
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from headstart.jobs.scrape.budget import PixelBudget, declared_pixels
 from headstart.jobs.scrape.records import RecordWriter, object_key
 from headstart.shared.net.fetch import FetchConfig, fetch
 from headstart.shared.data.imageprep import PrepOptions, Prepared, prepare_image
@@ -35,18 +36,26 @@ class Context:
     fetch_config: FetchConfig
     prep: PrepOptions
     prepare: Callable[[bytes], Prepared]
+    budget: PixelBudget | None = None  # decodes wait for pixels (None: unbounded)
 
 
 def process_entry(entry: UrlEntry, ctx: Context) -> dict:
     """Fetch, check and stage one URL; every per-URL problem becomes the record's status."""
     start = time.monotonic()
+    if entry.problem:  # a malformed row of the list: reported, never fetched
+        return {"index": entry.index, "url": entry.url, "label": entry.label, "status": "bad_row",
+                "error": entry.problem, "attempts": 0, "seconds": 0.0}
     result = fetch(entry.url, ctx.fetch_config)
     record = {"index": entry.index, "url": entry.url, "label": entry.label, "status": result.status,
               "http_code": result.http_code or "", "attempts": result.attempts,
               "final_url": result.final_url if result.final_url != entry.url else "",
               "error": result.error, "bytes": len(result.data) if result.data else ""}
     if result.status == "ok":
-        prepared = ctx.prepare(result.data)
+        if ctx.budget is None:
+            prepared = ctx.prepare(result.data)
+        else:
+            with ctx.budget.hold(declared_pixels(result.data, ctx.prep.max_pixels)):
+                prepared = ctx.prepare(result.data)
         result.data = None  # the download can go before the (slow) store write
         record.update(status=prepared.status, error=prepared.error, sha=prepared.sha,
                       format=prepared.format, width=prepared.width or "", height=prepared.height or "")
@@ -99,6 +108,8 @@ def run_pipeline(entries: Iterable[UrlEntry], ctx: Context, concurrency: int,
         done, pending = wait(pending, timeout=None if block else 0, return_when=FIRST_COMPLETED)
         for future in done:
             record = future.result()  # a storage error here is a crash, not a per-URL failure
+            if record["status"] == "cancelled":
+                continue  # cut short by a stop request: no record, so a rerun fetches it again
             writer.add(record)
             finished += 1
             progress.update(1, failed=int(record["status"] != "ok"))

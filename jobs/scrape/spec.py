@@ -14,8 +14,8 @@ from headstart.shared.runtime.specs import JobSpec
 class SplitSettings(JobSpec):
     """How the merged dataset is split and judged (shared by scrape and scrape-merge)."""
 
-    valid_fraction: float = Field(0.1, description="validation share per label")
-    test_fraction: float = Field(0.1, description="test share per label")
+    valid_fraction: float = Field(0.1, ge=0, lt=1, description="validation share per label")
+    test_fraction: float = Field(0.1, ge=0, lt=1, description="test share per label")
     seed: int = Field(42, description="seed of the stratified split")
     min_success: float = Field(0.0, ge=0, le=1, description="fail (exit 2, no manifest) when the "
                                "share of URLs yielding a valid image is below this")
@@ -24,7 +24,7 @@ class SplitSettings(JobSpec):
                              "first URL, or drop it")
 
     @model_validator(mode="after")
-    def _fractions(self) -> "SplitSettings":
+    def _fractions(self) -> SplitSettings:
         check_fractions(self.valid_fraction, self.test_fraction)
         return self
 
@@ -46,6 +46,10 @@ class ScrapeSpec(SplitSettings, ShardSpec):
     max_bytes: int = Field(16 * 2**20, ge=1024, description="largest download in bytes")
     max_pixels: int = Field(PrepOptions.max_pixels, ge=1, description="refuse images with more "
                             "pixels, checked before decoding (decompression bombs)")
+    decode_budget_mpx: float = Field(64.0, gt=0, le=10_000, description="megapixels decoded at "
+                                     "once across all downloads: bounds decode memory (measured "
+                                     "~15 bytes per pixel at peak, so 64 -> ~1 GB; an image "
+                                     "above it decodes alone)")
     min_side: int = Field(PrepOptions.min_side, ge=1, description="refuse images whose shorter side is smaller")
     resize: int | None = Field(None, ge=8, le=16384, description="shrink so the longest side is "
                                "at most this many pixels (keeps the ratio; implies JPEG)")
@@ -54,6 +58,9 @@ class ScrapeSpec(SplitSettings, ShardSpec):
     user_agent: str = Field(USER_AGENT, description="User-Agent header sent with every request")
     allow_loopback: list[str] = Field(default_factory=list, description="HOST:PORT loopback "
                                       "endpoints to allow (tests and local demos ONLY)")
+    overwrite: bool = Field(False, description="scrape into an --out that holds files no scrape "
+                            "wrote; files in its train/valid/test folders that the scrape does "
+                            "not place are then deleted")
     checkpoint_every: int = Field(1000, ge=1, description="URLs per progress record (resume unit)")
 
 
@@ -61,13 +68,13 @@ class MergeSpec(JobSpec):
     """Split settings left unset are taken from the shards' recorded spec."""
 
     out: str = Field(description="the --out of the sharded scrape runs")
-    valid_fraction: float | None = Field(None, description="validation share per label")
-    test_fraction: float | None = Field(None, description="test share per label")
+    valid_fraction: float | None = Field(None, ge=0, lt=1, description="validation share per label")
+    test_fraction: float | None = Field(None, ge=0, lt=1, description="test share per label")
     seed: int | None = Field(None, description="seed of the stratified split")
     min_success: float | None = Field(None, ge=0, le=1, description="minimum success rate")
     on_conflict: Literal["first", "drop"] | None = Field(None, description="first | drop")
 
     @model_validator(mode="after")
-    def _fractions(self) -> "MergeSpec":
+    def _fractions(self) -> MergeSpec:
         check_fractions(self.valid_fraction, self.test_fraction)  # the merge rechecks the sum
         return self

@@ -10,7 +10,8 @@ import logging
 from typing import Iterator
 
 from headstart.jobs.scrape import records
-from headstart.jobs.scrape.merge import finalize
+from headstart.jobs.scrape.budget import PixelBudget
+from headstart.jobs.scrape.merge import REPORT, SUMMARY, finalize
 from headstart.jobs.scrape.pipeline import Context, decode_pool, make_prepare, run_pipeline
 from headstart.jobs.scrape.spec import ScrapeSpec, SplitSettings
 from headstart.shared.data import sharding
@@ -18,7 +19,7 @@ from headstart.shared.runtime.errors import Interrupted, UserError
 from headstart.shared.net.fetch import FetchConfig
 from headstart.shared.data.imageprep import PrepOptions
 from headstart.shared.runtime.logs import Progress
-from headstart.shared.storage.manifest import RunOutput, to_json
+from headstart.shared.storage.manifest import FAILURE, MANIFEST, RunOutput, to_json
 from headstart.shared.runtime.stop import STOP
 from headstart.shared.storage.store import Store, open_store
 from headstart.shared.net.urllists import UrlEntry, describe, iter_urls
@@ -58,7 +59,10 @@ def _todo(spec: ScrapeSpec, shard: tuple[int, int], bits: bytearray) -> Iterator
 
 def _fetch_shard(spec: ScrapeSpec, store: Store, shard: tuple[int, int]) -> None:
     folder = records.shard_dir(*shard)
-    total, per_label = describe(spec.urls)
+    total, per_label = describe(spec.urls)  # validates the whole list before any download
+    if per_label.get(""):
+        log.warning("%d malformed rows in %s are recorded as bad_row (see the report)",
+                    per_label.pop(""), spec.urls)
     mine = len(range(shard[0], total, shard[1]))
     log.info("scrape %s: %d URLs in %d labels; shard %d/%d has %d", spec.urls, total,
              len(per_label), shard[0], shard[1], mine)
@@ -68,9 +72,10 @@ def _fetch_shard(spec: ScrapeSpec, store: Store, shard: tuple[int, int]) -> None
     ctx = Context(store, FetchConfig(
         timeout=spec.timeout, max_bytes=spec.max_bytes, max_redirects=spec.max_redirects,
         retries=spec.retries, backoff=spec.backoff, user_agent=spec.user_agent,
-        allow=AllowList.parse(spec.allow_loopback)),
+        allow=AllowList.parse(spec.allow_loopback), cancelled=lambda: STOP.requested),
         PrepOptions.from_spec(spec),
-        prepare=lambda data: None)  # replaced below once the pool exists
+        prepare=lambda data: None,  # replaced below once the pool exists
+        budget=PixelBudget(int(spec.decode_budget_mpx * 1e6)))
     writer = records.RecordWriter(store, folder, spec.checkpoint_every)
     progress = Progress(mine - already, f"scrape {shard[0]}/{shard[1]}", unit="url")
     pool = decode_pool(spec.decode_workers)
@@ -88,10 +93,33 @@ def _fetch_shard(spec: ScrapeSpec, store: Store, shard: tuple[int, int]) -> None
         {"shard": shard[0], "count": shard[1], "urls": mine, "failed_this_run": progress.failed}))
 
 
+# What a scrape writes at the top of its --out (besides _scrape/ and the split folders).
+_OWN_FILES = {MANIFEST, FAILURE, REPORT, SUMMARY}
+
+
+def check_output_is_ours(store: Store, overwrite: bool) -> None:
+    """Refuse a non-empty ``--out`` that no scrape wrote, before anything is downloaded:
+    merging into it would move or delete the files already there."""
+    if overwrite or next(iter(store.list(f"{records.ROOT}/")), None) is not None:
+        return  # an earlier scrape of this output (it knows what it placed), or asked for
+    foreign = []
+    for key in store.list():
+        if key not in _OWN_FILES:
+            foreign.append(key)
+            if len(foreign) > 5:
+                break
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise UserError(f"--out {store.uri} already holds files that no scrape wrote ({shown}); "
+                        "use an empty or new --out, or pass --overwrite to scrape into it anyway "
+                        "(files in its train/valid/test folders are then replaced)")
+
+
 def scrape(spec: ScrapeSpec) -> dict | None:
     """Run the scrape job; return the manifest (None for one shard of several)."""
     shard = resolve_shard(spec)
     store = open_store(spec.out)
+    check_output_is_ours(store, spec.overwrite)
     RunOutput(store, "scrape").unpublish()
     folder = records.shard_dir(*shard)
     _check_shard_spec(store, folder, spec)
@@ -101,4 +129,4 @@ def scrape(spec: ScrapeSpec) -> dict | None:
                  shard[0], shard[1], shard[1], spec.out)
         return None
     settings = SplitSettings(**{k: getattr(spec, k) for k in SplitSettings.model_fields})
-    return finalize(store, settings, shard_count=1)
+    return finalize(store, settings, shard_count=1, overwrite=spec.overwrite)

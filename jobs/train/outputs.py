@@ -10,6 +10,7 @@ import time
 
 
 from headstart.jobs.train.run import TrainRun
+from headstart.shared.storage.manifest import RunOutput
 from headstart.shared.data.loading import LoadedSplit, skipped_csv
 from headstart.shared.report.metrics import summarize
 from headstart.shared.model.classifier import BACKBONE_LAYER, Classifier
@@ -45,8 +46,9 @@ def splits_csv(splits: dict[str, LoadedSplit], labels: list[str]) -> str:
 
 
 def split_metrics(clf: Classifier, splits: dict[str, LoadedSplit], result: RecipeResult,
-                  labels: list[str], batch_size: int) -> dict[str, dict]:
-    """Loss/accuracy/F1 per split, from cached features when they still describe the base."""
+                  labels: list[str], batch_size: int, probs_out: dict | None = None) -> dict[str, dict]:
+    """Loss/accuracy/F1 per split, from cached features when they still describe the base.
+    ``probs_out`` (optional) receives each scored split's probabilities."""
     out = {}
     for name, split in splits.items():
         if name == "train" and name not in result.features:
@@ -56,9 +58,38 @@ def split_metrics(clf: Classifier, splits: dict[str, LoadedSplit], result: Recip
                                    f"score {name}")
         else:
             probs = predict_arrays(clf.model, split.images, batch_size, f"score {name}")
+        if probs_out is not None:
+            probs_out[name] = probs
         summary = summarize(split.labels, probs, labels)
         out[name] = {k: summary[k] for k in ("n", "accuracy", "loss", "macro_f1", "top_k")}
     return out
+
+
+def _selection_comment(result: RecipeResult) -> str:
+    """What the default recipe chose and why, as YAML comments (the spec itself stays loadable)."""
+    if result.selection is None:
+        return ""
+    sel = result.selection
+    return (f"# selection (recipe: default; full table in metrics.json): {sel.chosen.label()}\n"
+            f"# why: {sel.reason}\n")
+
+
+def _calibrate(out: RunOutput, metrics_doc: dict, splits: dict[str, LoadedSplit], probs: dict) -> None:
+    """Fit temperature scaling on the validation split: calibration.json, reliability.png and
+    ECE before/after in metrics.json (predict and evaluate apply the temperature)."""
+    from headstart.shared.model import calibration as cal
+
+    valid = splits.get("valid")
+    fitted = cal.fit(probs["valid"], valid.labels, "valid") if valid is not None and len(valid) \
+        and "valid" in probs else cal.Calibration()
+    out.write_text(cal.CALIBRATION_FILE, fitted.to_json())
+    if fitted.n and valid is not None:
+        out.write_bytes("reliability.png", cal.reliability_png(probs["valid"], valid.labels, fitted,
+                                                               "validation split"))
+        log.info("calibration: temperature %.3f, valid ECE %.4f -> %.4f", fitted.temperature,
+                 fitted.ece_before, fitted.ece_after)
+    metrics_doc["calibration"] = {k: getattr(fitted, k) for k in (
+        "temperature", "fitted_on", "n", "ece_before", "ece_after", "nll_before", "nll_after")}
 
 
 def write_outputs(run: TrainRun, clf: Classifier, result: RecipeResult) -> Summary:
@@ -68,7 +99,8 @@ def write_outputs(run: TrainRun, clf: Classifier, result: RecipeResult) -> Summa
     spec, out, index, splits = run.spec, run.out, run.index, run.splits
 
     info = get_info(spec.backbone)
-    metrics = split_metrics(clf, splits, result, index.labels, spec.batch_size)
+    split_probs: dict = {}
+    metrics = split_metrics(clf, splits, result, index.labels, spec.batch_size, split_probs)
     head = result.phases.get("head")
     n_train = len(splits["train"])
     seconds = time.monotonic() - run.started
@@ -82,10 +114,14 @@ def write_outputs(run: TrainRun, clf: Classifier, result: RecipeResult) -> Summa
         "head_images_per_s": head.images_per_second if head else None,
         "counts": {name: len(s) for name, s in splits.items()},
         "skipped": sum(len(s.skipped) for s in splits.values()),
+        "recipe": spec.recipe,
     }
+    if result.selection is not None:
+        metrics_doc["selection"] = result.selection.doc()
     labels_doc = {"labels": index.labels, "backbone": spec.backbone, "backbone_layer": BACKBONE_LAYER,
                   "image_size": clf.image_size, "preprocess": info.preprocess, "weights": spec.weights,
                   "input": "RGB uint8 or float 0-255, any size (resized inside the model)"}
+    _calibrate(out, metrics_doc, splits, split_probs)
     out.write_bytes(MODEL_FILE, _model_bytes(clf))
     out.write_json(LABELS_FILE, labels_doc)
     out.write_json(HISTORY_FILE, {"history": result.history, "phase_starts": result.phase_starts})
@@ -93,7 +129,7 @@ def write_outputs(run: TrainRun, clf: Classifier, result: RecipeResult) -> Summa
     curves = training_curves(result.history, result.phase_starts, best)
     out.write_bytes(CURVES_FILE, curves)
     out.write_json(METRICS_FILE, metrics_doc)
-    out.write_text(SPEC_FILE, spec.to_yaml())
+    out.write_text(SPEC_FILE, spec.to_yaml() + _selection_comment(result))
     out.write_text(SKIPPED_FILE, skipped_csv({name: s.skipped for name, s in splits.items()}))
     out.write_text(SPLITS_FILE, splits_csv(splits, index.labels))
     out.write_text("report.html", train_report(spec, metrics_doc, curves, n_train))

@@ -1,6 +1,8 @@
 """Parameters of the train job."""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator, model_validator
 
 from headstart.shared.data.datasets import SplitConfig
@@ -16,6 +18,11 @@ class TrainSpec(JobSpec):
     backbone: str = Field("resnet50", description="backbone name from the registry")
     weights: str = Field("imagenet", description="imagenet | none | path/URI of a backbone .weights.h5")
     image_size: int | None = Field(None, description="input size in pixels (default: the backbone's)")
+    recipe: Literal["default", "reference"] = Field(
+        "default", description="default: head, regularisation and steps chosen by k-fold CV on cached "
+        "features; reference: the reference notebook's head and schedule")
+    exclude: str | None = Field(None, description="audit output (folder/URI or its keep.csv): train "
+                                "only on the images its keep-list keeps")
     epochs: int = Field(20, ge=1, le=10_000, description="maximum head-training epochs (early stopping ends sooner)")
     batch_size: int | None = Field(None, ge=1, le=4096, description="images per training batch "
                                     "(default: 32; 8 below 128 training images, 16 below 256)")
@@ -28,13 +35,18 @@ class TrainSpec(JobSpec):
     pooled_cache: bool = Field(True, description="fast path: cache pooled statistics instead of spatial "
                                "maps (dropout before pooling applied as its moment-matched noise); "
                                "false trains the reference Dropout->GAP head on spatial maps exactly")
+    accelerate: Literal["auto", "on", "off"] = Field(
+        "auto", description="mixed precision + XLA for the frozen backbone pass: auto = on when a "
+                            "GPU is visible, on = force (also on CPU, where it is slower), off = never")
     augment_views: int = Field(0, ge=0, le=32, description="augmented views cached per training image")
     fine_tune_layers: int = Field(0, ge=0, description="unfreeze the top N base layers in a second phase")
     fine_tune_epochs: int = Field(5, ge=1, description="maximum epochs of the fine-tuning phase")
     fine_tune_lr: float = Field(1e-5, gt=0, lt=1, description="learning rate of the fine-tuning phase")
-    # Split defaults are SplitConfig's (one set); the fraction rule is splits.check_fractions.
-    valid_fraction: float = Field(SplitConfig.valid_fraction, description="validation share of a flat dataset")
-    test_fraction: float = Field(SplitConfig.test_fraction, description="test share of a flat dataset")
+    # Split defaults are SplitConfig's (one set); the fraction rule is splits.check_fractions
+    # (the bounds here are that rule per field, for --help and the trigger's schema).
+    valid_fraction: float = Field(SplitConfig.valid_fraction, ge=0, lt=1,
+                                  description="validation share of a flat dataset")
+    test_fraction: float = Field(SplitConfig.test_fraction, ge=0, lt=1, description="test share of a flat dataset")
     seed: int = Field(SplitConfig.seed, description="seed for splits, shuffles and initialisation")
     max_per_label: int | None = Field(SplitConfig.max_per_label, ge=1,
                                       description="use at most this many images per label")
@@ -92,6 +104,6 @@ class TrainSpec(JobSpec):
             raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
-    def _fractions(self) -> "TrainSpec":
+    def _fractions(self) -> TrainSpec:
         check_fractions(self.valid_fraction, self.test_fraction)
         return self

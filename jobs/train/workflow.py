@@ -53,6 +53,10 @@ def _prepare_output(spec: TrainSpec, fp: str) -> RunOutput | None:
 
 def _load(spec: TrainSpec, size: int):
     index = discover(spec.dataset, SplitConfig.from_spec(spec))
+    if spec.exclude:  # the keep-list of `headstart audit`
+        from headstart.shared.audit.keeplist import apply_exclude
+
+        index = apply_exclude(index, spec.exclude)
     store = open_store(spec.dataset)
     splits = {name: load_split(store, name, items, index.labels, size, spec.min_side,
                                spec.max_pixels, cache_dir=spec.cache_dir)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Callable
 
 import numpy as np
@@ -68,7 +69,7 @@ def parse_candidate(text: str) -> Candidate:
     return Candidate(info.name, resolve_size(info, size), check_weights_arg(weights))
 
 
-def parse_candidates(items: list[str] | None, extra: list[Candidate] = ()) -> list[Candidate]:
+def parse_candidates(items: list[str] | None, extra: Sequence[Candidate] = ()) -> list[Candidate]:
     """Parsed candidates (``extra`` first, then ``items`` or the defaults), cheapest first;
     a backbone@size given twice keeps its first weights."""
     seen: dict[str, Candidate] = {}
@@ -243,7 +244,7 @@ def _estimate(cand: Candidate, done: list[Score], n_images: int) -> float | None
 def search(candidates: list[Candidate], data: ScoringData, budget_s: float,
            scorer: Scorer = score_candidate, clock: Callable[[], float] = time.monotonic) -> list[Score]:
     """Score ``candidates`` in order within ``budget_s`` seconds; only the best keeps its maps."""
-    start, scores = clock(), []
+    start, scores = clock(), list[Score]()
     best: Score | None = None
     data.deadline = time.monotonic() + max(budget_s, 0.0)  # scorers stop extracting at it
     for cand in candidates:

@@ -46,7 +46,7 @@ class DatasetIndex:
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
         for split, items in self.splits.items():
-            per = {label: 0 for label in self.labels}
+            per = dict.fromkeys(self.labels, 0)
             for item in items:
                 per[item.label] += 1
             out[split] = per
@@ -226,7 +226,7 @@ def discover(uri: str, config: SplitConfig = SplitConfig()) -> DatasetIndex:
     else:
         layout, splits = "flat", _flat_splits(keys, store, uri, config)
     labels = _check_labels(splits, uri)
-    train_counts = {label: 0 for label in labels}
+    train_counts = dict.fromkeys(labels, 0)
     for item in splits["train"]:
         train_counts[item.label] += 1
     check_label_sizes(train_counts, 1 if layout == "flat" else config.min_per_label, f"{uri} train/")

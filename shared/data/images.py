@@ -74,6 +74,8 @@ def inspect_image(data: bytes, max_pixels: int = MAX_PIXELS, min_side: int = MIN
         raise ImageRejected("too_large", f"decompression bomb refused: {exc}") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise ImageRejected("decode_error", f"unreadable {fmt} header: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - header parsers of hostile bytes raise all sorts
+        raise ImageRejected("decode_error", f"unreadable {fmt} header: {type(exc).__name__}: {exc}") from None
     if width * height > max_pixels:
         raise ImageRejected("too_large", f"{width}x{height} = {width * height} pixels exceeds the "
                                          f"limit of {max_pixels} (decompression bomb guard)")
@@ -143,7 +145,7 @@ def decode_image(data: bytes, *, target: int | None = None, max_pixels: int = MA
                                             f"{type(exc).__name__}: {exc}") from None
 
 
-def read_image(store: "Store", key: str, label: str = "", *, target: int | None = None,
+def read_image(store: Store, key: str, label: str = "", *, target: int | None = None,
                max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE,
                name: str | None = None) -> np.ndarray | Skipped:
     """Read ``key`` from ``store`` and :func:`decode_image` it: the array, or a
@@ -167,7 +169,7 @@ def resize_longest(img: Image.Image, longest: int) -> Image.Image:
     scale = longest / max(w, h)
     if scale >= 1:
         return img
-    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
+    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BICUBIC)
 
 
 def encode_jpeg(array: np.ndarray, quality: int = 92) -> bytes:

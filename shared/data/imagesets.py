@@ -133,7 +133,7 @@ def _display(array: np.ndarray, size: int) -> np.ndarray:
     """For pictures only (overlays, thumbnails): never what the model sees."""
     if array.shape[:2] == (size, size):
         return array
-    return np.asarray(Image.fromarray(array).resize((size, size), Image.BILINEAR))
+    return np.asarray(Image.fromarray(array).resize((size, size), Image.Resampling.BILINEAR))
 
 
 def _decode(store: Store, ref: ImageRef, model_size: int, display_size: int, resize, min_side: int,

@@ -30,7 +30,7 @@ def blend(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45,
     h, w = image.shape[:2]
     if heatmap.shape != (h, w):
         resized = Image.fromarray((np.clip(heatmap, 0, 1) * 255).astype(np.uint8))
-        heatmap = np.asarray(resized.resize((w, h), Image.BILINEAR), np.float32) / 255.0
+        heatmap = np.asarray(resized.resize((w, h), Image.Resampling.BILINEAR), np.float32) / 255.0
     mixed = (1 - alpha) * image.astype(np.float32) + alpha * colorize(heatmap, cmap).astype(np.float32)
     return np.clip(mixed, 0, 255).astype(np.uint8)
 

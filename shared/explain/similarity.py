@@ -119,6 +119,7 @@ def scan(embeddings: np.ndarray, k: int = 5, duplicate_threshold: float = 0.98,
     if groups is not None:  # small integer codes: cheap to compare block-wide
         groups = np.unique(np.asarray(groups), return_inverse=True)[1].astype(np.int32)
     progress = Progress(n, "similarity", "img", log)
+    pair_floor = min(duplicate_threshold, leakage_threshold if leak is not None else np.inf)
     for start in range(0, n, rows):
         STOP.check()
         stop = min(n, start + rows)
@@ -127,14 +128,19 @@ def scan(embeddings: np.ndarray, k: int = 5, duplicate_threshold: float = 0.98,
         sims[local, start + local] = -np.inf             # an image is not its own neighbour
         if k:
             nbr[start:stop], nsim[start:stop] = _topk(sims, k)
-        upper = np.arange(n)[None, :] > (start + local)[:, None]   # each pair once (i < j)
-        r, c = np.nonzero(upper & (sims >= duplicate_threshold))
-        dups.add(r + start, c, sims[r, c])
-        if leak is not None:
-            cross = upper & (groups[start:stop, None] != groups[None, :])
-            r, c = np.nonzero(cross & (sims >= leakage_threshold))
-            leak.add(r + start, c, sims[r, c])
-        del sims, upper
+        # One pass finds every pair above the lower threshold; the per-pair tests (i < j,
+        # which threshold, across groups) then run on those few pairs, not on the block.
+        r, c = np.nonzero(sims >= pair_floor)
+        v = sims[r, c]
+        r = r + start
+        upper = c > r                                    # each pair once (i < j)
+        r, c, v = r[upper], c[upper], v[upper]
+        d = v >= duplicate_threshold
+        dups.add(r[d], c[d], v[d])
+        if leak is not None and groups is not None:
+            x = (v >= leakage_threshold) & (groups[r] != groups[c])
+            leak.add(r[x], c[x], v[x])
+        del sims
         progress.update(stop - start)
     progress.close()
     dups.trim()

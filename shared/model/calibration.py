@@ -116,7 +116,7 @@ class Calibration:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "Calibration":
+    def from_json(cls, text: str) -> Calibration:
         doc = json.loads(text)
         if doc.get("method", "temperature") != "temperature":
             raise ValueError(f"unknown calibration method {doc.get('method')!r}")

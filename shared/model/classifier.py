@@ -7,7 +7,7 @@ cached feature maps, so both paths update the very same weights.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
@@ -49,6 +49,7 @@ class Classifier:
     head: keras.Model        # feature maps -> probabilities (shares layers with ``model``)
     extractor: keras.Model   # images at ``image_size`` -> feature maps (shares layers)
     image_size: int
+    preprocess: list = field(default_factory=list)  # the shared preprocessing layers (for with_head)
 
 
 def head_layers(n_classes: int, width: int = 1024, dropout: float = 0.3) -> list[keras.layers.Layer]:
@@ -94,4 +95,20 @@ def assemble(backbone: keras.Model, info: BackboneInfo, image_size: int, n_class
 
     feat_in = keras.Input(tuple(features.shape[1:]), name="features")
     head_model = keras.Model(feat_in, _apply(head, feat_in), name="head")
-    return Classifier(model, backbone, head_model, extractor, image_size)
+    return Classifier(model, backbone, head_model, extractor, image_size, pre)
+
+
+def with_head(clf: Classifier, layers: list[keras.layers.Layer]) -> None:
+    """Swap in another head (``layers`` from feature maps to probabilities), in place.
+
+    The backbone, preprocessing and extractor are kept; the saved model and the head-only
+    model are rebuilt around the new layers (the default recipe picks its head after the
+    features are cached, i.e. after the classifier was assembled).
+    """
+    raw = keras.Input((None, None, 3), name="image")
+    x = keras.layers.Resizing(clf.image_size, clf.image_size, interpolation="bilinear",
+                              antialias=True, name="resize")(raw)
+    x = clf.backbone(_apply(clf.preprocess, x), training=False)
+    clf.model = keras.Model(raw, _apply(layers, x), name=clf.model.name)
+    feat_in = keras.Input(tuple(clf.extractor.output.shape[1:]), name="features")
+    clf.head = keras.Model(feat_in, _apply(layers, feat_in), name="head")

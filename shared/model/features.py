@@ -34,37 +34,43 @@ def augmenter(seed: int) -> keras.Sequential:
 
 def extract_features(extractor: keras.Model, images: np.ndarray, batch_size: int, desc: str,
                      views: int = 1, augment: keras.Sequential | None = None,
-                     cache_dir: str | None = None) -> np.ndarray:
+                     cache_dir: str | None = None, jit: bool = False) -> np.ndarray:
     """Run the frozen base once per image (and per augmented view).
 
     Returns float16 maps shaped ``(n, views, h, w, c)``; view 0 is always the plain image.
+    ``jit``: XLA-compile the pass (GPU); the last batch is padded so one shape compiles.
     """
     n = len(images)
     out_shape = tuple(int(d) for d in extractor.output.shape[1:])
     feats = allocate((n, views, *out_shape), np.float16, cache_dir, "features")
     batch_size = max(batch_size, EXTRACT_BATCH)
-    predict = compiled_call(extractor)
+    predict = compiled_call(extractor, jit=jit)
     progress = Progress(n * views, desc, "img", log)
     for start in range(0, n, batch_size):
         batch = np.asarray(images[start:start + batch_size], dtype=np.float32)
         for v in range(views):
             STOP.check()  # nothing to checkpoint yet: leave promptly on SIGTERM
-            x = batch if v == 0 else augment(batch, training=True)
-            feats[start:start + len(batch), v] = np.asarray(predict(x), dtype=np.float16)
+            x = batch if v == 0 or augment is None else np.asarray(augment(batch, training=True))
+            if jit and len(x) < batch_size:  # one compiled shape: pad, then drop the padding
+                x = np.concatenate([x, np.zeros((batch_size - len(x), *x.shape[1:]), x.dtype)])
+            out = np.asarray(predict(x), dtype=np.float16)[:len(batch)]
+            feats[start:start + len(batch), v] = out
             progress.update(len(batch))
     progress.close()
     return feats
 
 
-def compiled_call(model: keras.Model):
-    """``model(x, training=False)`` as one graph for any batch size (traced once per model)."""
+def compiled_call(model: keras.Model, jit: bool = False):
+    """``model(x, training=False)`` as one graph for any batch size (traced once per model);
+    ``jit``: XLA-compiled (one compile per batch shape)."""
     import tensorflow as tf
 
-    fn = getattr(model, "_headstart_call", None)
+    attr = "_headstart_xla_call" if jit else "_headstart_call"
+    fn = getattr(model, attr, None)
     if fn is None:
         spec = tf.TensorSpec((None, *model.input.shape[1:]), tf.float32)
-        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-        model._headstart_call = fn  # cached: a new tf.function per call would retrace each time
+        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec], jit_compile=jit)
+        setattr(model, attr, fn)  # cached: a new tf.function per call would retrace each time
     return lambda x: fn(tf.convert_to_tensor(x, dtype=tf.float32))
 
 

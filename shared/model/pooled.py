@@ -49,7 +49,8 @@ class PooledDropout(keras.layers.Layer):
 
 
 def pooled_parts(head: keras.Model):
-    """(dropout rate, layers after the pooling) when ``head`` starts [Dropout ->] GAP, else None."""
+    """(dropout rate, layers after the pooling) when ``head`` is a chain starting
+    [Dropout ->] GlobalAveragePooling2D, else None."""
     layers = [layer for layer in head.layers if not isinstance(layer, keras.layers.InputLayer)]
     rate = 0.0
     if layers and isinstance(layers[0], keras.layers.Dropout):
@@ -57,20 +58,15 @@ def pooled_parts(head: keras.Model):
         layers = layers[1:]
     if not layers or not isinstance(layers[0], keras.layers.GlobalAveragePooling2D):
         return None
-    rest = layers[1:]
-    # Only a plain chain is safe to re-apply on pooled inputs.
-    for prev, layer in zip(layers, rest):
-        if len(layer._inbound_nodes) < 1:
-            return None
-    return rate, rest
+    return rate, layers[1:]
 
 
-def stats_extractor(clf: Classifier) -> keras.Model:
-    """images -> ``(2, c)`` float32 [per-channel mean, mean of squares] of the base's maps."""
-    maps = clf.extractor.output
+def stats_extractor(extractor: keras.Model) -> keras.Model:
+    """images -> ``(2, c)`` float32 [per-channel mean, mean of squares] of ``extractor``'s maps."""
+    maps = extractor.output
     mean = keras.ops.mean(maps, axis=(1, 2))
     sq = keras.ops.mean(keras.ops.square(maps), axis=(1, 2))
-    return keras.Model(clf.extractor.input, keras.ops.stack([mean, sq], axis=1), name="pooled_stats")
+    return keras.Model(extractor.input, keras.ops.stack([mean, sq], axis=1), name="pooled_stats")
 
 
 def pooled_head(clf: Classifier, seed: int) -> keras.Model | None:

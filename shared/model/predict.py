@@ -32,14 +32,7 @@ def predict_arrays(model: keras.Model, data: np.ndarray, batch_size: int = 64,
 
 # --- streaming prediction over image files (the predict job, its benchmark) ---------------
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (the container's share, not the host's count)."""
-    import os
-
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
+from headstart.shared.runtime.cpus import usable_cpus  # noqa: E402,F401 - one helper (affinity + cgroup quota)
 
 
 def ordered_map(fn, items, workers: int, window: int):

@@ -16,6 +16,7 @@ import numpy as np
 
 from headstart.shared.model.checkpoints import CheckpointStore
 from headstart.shared.model.features import ArrayBatches, augmenter, extract_features
+from headstart.shared.model import accelerate
 from headstart.shared.model.pooled import pooled_head, stats_extractor
 from headstart.shared.data.loading import LoadedSplit
 from headstart.shared.model.classifier import Classifier
@@ -50,6 +51,10 @@ class RecipeConfig(FromSpec):
     # Cache per-channel pooled statistics instead of spatial maps when the head starts with
     # [Dropout ->] GAP (see headstart.shared.model.pooled); False: the reference head exactly.
     pooled_cache: bool
+    accelerate: str  # mixed precision + XLA for the frozen pass: auto (GPU) | on | off
+    # "default": the head is chosen by cross-validation on cached features (selection.py);
+    # "reference": the reference notebook's head and schedule, exactly as before.
+    recipe: str
 
 
 @dataclass
@@ -60,6 +65,7 @@ class RecipeResult:
     timing: dict[str, float] = field(default_factory=dict)
     # Cached view-0 features per split, valid while the base is untouched (no fine-tuning).
     features: dict[str, np.ndarray] = field(default_factory=dict)
+    selection: Any = None  # selection.Selection of the default recipe (what was chosen and why)
     # The model that scores ``features`` (the head, or its pooled-statistics twin).
     scorer: keras.Model | None = None
 
@@ -96,16 +102,20 @@ def _head_phase_data(clf: Classifier, splits: dict[str, LoadedSplit], cfg: Recip
         log.info("fast path with augmentation: caching %d augmented view(s) per training image; "
                  "each epoch draws one view per image", cfg.augment_views)
     model, extractor = clf.head, clf.extractor
+    fast = accelerate.wanted(cfg.accelerate)
+    if fast:
+        extractor = accelerate.mixed_extractor(clf.extractor, clf.backbone)
+        log.info("frozen backbone pass: mixed precision (float16) + XLA")
     pooled = pooled_head(clf, cfg.seed) if cfg.pooled_cache else None
     if pooled is not None:  # GAP moved into the cache: (2, c) statistics per image
-        model, extractor = pooled, stats_extractor(clf)
+        model, extractor = pooled, stats_extractor(extractor)
         log.info("fast path: caching pooled feature statistics (head starts with GAP)")
     feats = {"train": extract_features(extractor, train.images, cfg.batch_size,
-                                       "features train", views, aug, cfg.cache_dir)}
+                                       "features train", views, aug, cfg.cache_dir, jit=fast)}
     for name in ("valid", "test"):
         if name in splits and len(splits[name]):
             feats[name] = extract_features(extractor, splits[name].images, cfg.batch_size,
-                                           f"features {name}", cache_dir=cfg.cache_dir)
+                                           f"features {name}", cache_dir=cfg.cache_dir, jit=fast)
     result.timing["features_s"] = time.monotonic() - t0
     result.features = {k: v[:, 0] for k, v in feats.items()}
     result.scorer = model
@@ -119,7 +129,7 @@ def unfreeze_top(backbone: keras.Model, n_layers: int) -> int:
     """Make the top ``n_layers`` weight-bearing layers trainable; BatchNorm stays frozen."""
     backbone.trainable = True
     weighted = [layer for layer in backbone.layers if layer.weights]
-    top = set(id(layer) for layer in weighted[-n_layers:]) if n_layers else set()
+    top = {id(layer) for layer in weighted[-n_layers:]} if n_layers else set()
     count = 0
     for layer in backbone.layers:
         trainable = id(layer) in top and not isinstance(layer, keras.layers.BatchNormalization)
@@ -133,7 +143,12 @@ def fit(clf: Classifier, splits: dict[str, LoadedSplit], cfg: RecipeConfig,
     """Run the head phase and, when asked, the fine-tuning phase; resumes from ``ckpt``."""
     result = RecipeResult()
     resume: dict[str, Any] | None = ckpt.load_state()
-    if resume and resume.get("phase") == "fine_tune":
+    if cfg.recipe == "default":
+        # Deterministic and seconds long: rerun on resume too, so the head matches the checkpoint.
+        from headstart.shared.model.selection_step import selected_head
+
+        selected_head(clf, splits, cfg, result)
+    elif resume and resume.get("phase") == "fine_tune":
         log.info("head phase already complete: restoring its best weights")
         ckpt.restore_best("head", clf.head)
         result.phase_starts["head"] = 0

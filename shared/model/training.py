@@ -142,7 +142,8 @@ def _run_epoch(model: keras.Model, train: ArrayBatches, valid: ArrayBatches | No
 
 def evaluate_batches(model: keras.Model, data: ArrayBatches) -> dict[str, float]:
     """Sample-weighted mean loss and accuracy over ``data`` without training."""
-    sums, seen = {}, 0
+    sums: dict[str, float] = {}
+    seen = 0
     for i in range(len(data)):
         x, y = data[i]
         logs = model.test_on_batch(x, y, return_dict=True)

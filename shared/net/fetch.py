@@ -13,6 +13,7 @@ are retried with exponential backoff; permanent ones are not.
 from __future__ import annotations
 
 import http.client
+import io
 import ipaddress
 import logging
 import random
@@ -20,6 +21,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 from urllib.parse import urljoin
 
 from headstart.shared.net.urlsafety import AllowList, IPAddress, Target, UrlRejected, check_address, parse_url, resolve
@@ -30,6 +32,11 @@ USER_AGENT = "headstart-scraper/0.1 (+image dataset builder; honours robots via 
 REDIRECT_CODES = {301, 302, 303, 307, 308}
 TRANSIENT_CODES = {408, 425, 429, 500, 502, 503, 504}
 _CHUNK = 256 * 1024
+_POLL = 0.5  # seconds between checks of the stop flag while a read waits
+
+
+def _never() -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,9 @@ class FetchConfig:
     max_backoff: float = 20.0
     user_agent: str = USER_AGENT
     allow: AllowList = field(default_factory=AllowList)
+    # Polled while reads wait and before retries: True abandons the URL as ``cancelled``
+    # (a stop request; the caller does not record it, so a rerun fetches it again).
+    cancelled: Callable[[], bool] = _never
 
 
 @dataclass
@@ -69,38 +79,95 @@ class _Failure(Exception):
         self.http_code, self.retry_after = http_code, retry_after
 
 
+class _DeadlineReader(io.RawIOBase):
+    """The socket's read side with the attempt's deadline applied to *every* recv.
+
+    ``http.client`` reads the status line, headers and chunk-size lines through a file over
+    the socket; a plain socket timeout bounds each recv, not their sum, so a server sending a
+    byte every few seconds could hold a worker for minutes. Each read here gets what is left
+    of the deadline (at most ``_POLL`` seconds, to notice a stop request) and fails past it."""
+
+    def __init__(self, sock: socket.socket, deadline: float, cancelled: Callable[[], bool]) -> None:
+        self.sock, self.deadline, self.cancelled = sock, deadline, cancelled
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        while True:
+            if self.cancelled():
+                raise _Failure("cancelled", "stop requested")
+            left = _remaining(self.deadline)
+            self.sock.settimeout(min(left, _POLL))
+            try:
+                return self.sock.recv_into(buf)
+            except TimeoutError:
+                continue  # re-check the deadline and the stop flag
+
+
+class _DeadlineSocket:
+    """Proxies a socket; ``makefile`` (what ``HTTPResponse`` reads from) honours the deadline."""
+
+    def __init__(self, sock: socket.socket, deadline: float, cancelled: Callable[[], bool]) -> None:
+        self._sock, self._deadline, self._cancelled = sock, deadline, cancelled
+
+    def makefile(self, mode: str = "rb", *args, **kwargs):
+        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline, self._cancelled))
+
+    def close(self) -> None:
+        # http.client closes the connection's socket as soon as a "Connection: close" response
+        # starts, while the body is still to be read through makefile(); the real socket is
+        # closed by _PinnedHTTPConnection.release() once the attempt is over.
+        pass
+
+    def sendall(self, data) -> None:
+        self._sock.settimeout(_remaining(self._deadline))
+        self._sock.sendall(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
+
+
 class _PinnedHTTPConnection(http.client.HTTPConnection):
     """Connects to a pre-validated IP; the Host header keeps the URL's hostname."""
 
-    def __init__(self, target: Target, ip: IPAddress, timeout: float) -> None:
-        super().__init__(target.host, target.port, timeout=timeout)
-        self.pinned_ip = ip
+    def __init__(self, target: Target, ip: IPAddress, deadline: float,
+                 cancelled: Callable[[], bool]) -> None:
+        super().__init__(target.host, target.port, timeout=_remaining(deadline))
+        self.pinned_ip, self.deadline, self.cancelled = ip, deadline, cancelled
 
     def _open_socket(self) -> socket.socket:
-        sock = socket.create_connection((str(self.pinned_ip), self.port), self.timeout)
+        sock = socket.create_connection((str(self.pinned_ip), self.port), _remaining(self.deadline))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
 
-    def set_deadline(self, deadline: float) -> None:
-        """Bound the next socket operation by what is left of the deadline. ``self.sock`` goes
-        to None once a ``Connection: close`` response owns the socket, so keep our own handle."""
-        self.raw_sock.settimeout(_remaining(deadline))
+    def _wrap(self, sock: socket.socket) -> None:
+        self.raw_sock = sock
+        self.sock = _DeadlineSocket(sock, self.deadline, self.cancelled)
 
     def connect(self) -> None:
-        self.sock = self.raw_sock = self._open_socket()
+        self._wrap(self._open_socket())
+
+    def release(self) -> None:
+        """Close the connection and its real socket (the attempt is over)."""
+        self.close()
+        raw = getattr(self, "raw_sock", None)
+        if raw is not None:
+            raw.close()
 
 
 class _PinnedHTTPSConnection(_PinnedHTTPConnection):
     _context = ssl.create_default_context()
 
-    def __init__(self, target: Target, ip: IPAddress, timeout: float) -> None:
-        super().__init__(target, ip, timeout)
+    def __init__(self, target: Target, ip: IPAddress, deadline: float,
+                 cancelled: Callable[[], bool]) -> None:
+        super().__init__(target, ip, deadline, cancelled)
         self.default_port = 443
 
     def connect(self) -> None:
         # SNI and certificate verification use the hostname, the TCP connection the pinned IP.
-        self.sock = self.raw_sock = self._context.wrap_socket(self._open_socket(),
-                                                              server_hostname=self.host)
+        # The handshake is bounded by the socket timeout, set from the deadline.
+        self._wrap(self._context.wrap_socket(self._open_socket(), server_hostname=self.host))
 
 
 def _classify(exc: BaseException) -> _Failure:
@@ -124,21 +191,26 @@ def _classify(exc: BaseException) -> _Failure:
     return _Failure("error", f"{type(exc).__name__}: {exc}")
 
 
-def _open(target: Target, allow: AllowList, deadline: float) -> _PinnedHTTPConnection:
+def _open(target: Target, allow: AllowList, deadline: float,
+          cancelled: Callable[[], bool]) -> _PinnedHTTPConnection:
     """Connect to the first validated address that answers."""
     cls = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
     last: BaseException | None = None
     for ip in resolve(target, allow):
-        conn = cls(target, ip, _remaining(deadline))
+        conn = cls(target, ip, deadline, cancelled)
         try:
             conn.connect()
         except OSError as exc:
             last = exc
-            conn.close()
+            conn.release()
             continue
         # Re-check the address the socket is really connected to (defence in depth).
-        peer = conn.sock.getpeername()[0]
-        check_address(target, ipaddress.ip_address(peer.split("%")[0]), allow)
+        try:
+            peer = conn.raw_sock.getpeername()[0]
+            check_address(target, ipaddress.ip_address(peer.split("%")[0]), allow)
+        except BaseException:
+            conn.release()
+            raise
         return conn
     raise last if last else _Failure("connection_error", f"no address for {target.host}")
 
@@ -158,14 +230,17 @@ def _read_body(conn: _PinnedHTTPConnection, resp: http.client.HTTPResponse, cfg:
         raise _Failure("too_large", f"Content-Length {int(length)} exceeds the cap of {cfg.max_bytes} bytes")
     chunks, total = [], 0
     while True:
-        conn.set_deadline(deadline)
-        chunk = resp.read1(_CHUNK)
+        chunk = resp.read1(_CHUNK)  # every recv under the deadline (_DeadlineReader)
         if not chunk:
             break
         total += len(chunk)
         if total > cfg.max_bytes:
             raise _Failure("too_large", f"body exceeds the cap of {cfg.max_bytes} bytes")
         chunks.append(chunk)
+    if length and length.strip().isdigit() and total < int(length):
+        # The connection dropped early: a network failure worth retrying, not a bad image.
+        raise _Failure("connection_error", f"body ended after {total} of {int(length)} bytes "
+                       "(Content-Length)", transient=True)
     return b"".join(chunks)
 
 
@@ -180,12 +255,11 @@ def _fetch_once(url: str, cfg: FetchConfig, result: FetchResult) -> bytes:
     for _hop in range(cfg.max_redirects + 1):
         target = parse_url(url)
         result.final_url = url
-        conn = _open(target, cfg.allow, deadline)
+        conn = _open(target, cfg.allow, deadline, cfg.cancelled)
         try:
             conn.request("GET", target.path, headers={
                 "User-Agent": cfg.user_agent, "Accept": "image/*,*/*;q=0.5",
                 "Accept-Encoding": "identity", "Connection": "close"})
-            conn.set_deadline(deadline)
             resp = conn.getresponse()
             result.http_code = resp.status
             if resp.status in REDIRECT_CODES and resp.getheader("Location"):
@@ -197,7 +271,7 @@ def _fetch_once(url: str, cfg: FetchConfig, result: FetchResult) -> bytes:
                                retry_after=_retry_after(resp))
             return _read_body(conn, resp, cfg, deadline)
         finally:
-            conn.close()
+            conn.release()
     raise _Failure("too_many_redirects", f"more than {cfg.max_redirects} redirects (last: {url})")
 
 
@@ -215,11 +289,20 @@ def fetch(url: str, cfg: FetchConfig) -> FetchResult:
         result.status, result.error, result.transient = failure.status, str(failure), failure.transient
         if failure.http_code is not None:
             result.http_code = failure.http_code
-        if not failure.transient or attempt == cfg.retries:
+        if not failure.transient or attempt == cfg.retries or cfg.cancelled():
             break
         delay = min(cfg.max_backoff, cfg.backoff * 2 ** attempt) * random.uniform(0.75, 1.25)
         if failure.retry_after is not None:
             delay = min(cfg.max_backoff, max(delay, failure.retry_after))
         log.debug("retrying %s in %.2fs after %s", url, delay, failure)
-        time.sleep(delay)
+        _sleep(delay, cfg.cancelled)
+    if cfg.cancelled():
+        result.status, result.error = "cancelled", "stop requested"
     return result
+
+
+def _sleep(seconds: float, cancelled: Callable[[], bool]) -> None:
+    """Back off, but wake for a stop request."""
+    end = time.monotonic() + seconds
+    while not cancelled() and (left := end - time.monotonic()) > 0:
+        time.sleep(min(left, _POLL))

@@ -104,8 +104,9 @@ def parse_ipv4_loose(host: str) -> ipaddress.IPv4Address | None:
         parts = parts[:-1]  # a trailing dot is still the same address
     if not 1 <= len(parts) <= 4:
         return None
-    values = [_parse_ipv4_part(p) for p in parts]
-    if any(v is None for v in values):
+    parsed = [_parse_ipv4_part(p) for p in parts]
+    values = [v for v in parsed if v is not None]
+    if len(values) != len(parsed):
         return None
     *head, last = values
     if any(v > 255 for v in head) or last >= 256 ** (4 - len(head)):
@@ -201,7 +202,7 @@ class AllowList:
     endpoints: frozenset[tuple[str, int]] = frozenset()
 
     @classmethod
-    def parse(cls, items: list[str] | None) -> "AllowList":
+    def parse(cls, items: list[str] | None) -> AllowList:
         """Build from ``["localhost:8000", "127.0.0.1:9000", "[::1]:80"]``."""
         endpoints = set()
         for item in items or []:

@@ -13,7 +13,8 @@ margin-top:2rem}table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px s
 padding:.25rem .6rem;text-align:right}th{background:#f4f6f8}td:first-child,th:first-child{text-align:left}
 .cards{display:flex;gap:1rem;flex-wrap:wrap}.card{background:#f4f6f8;border-radius:8px;padding:.7rem 1rem}
 .card b{display:block;font-size:1.4rem}.gallery{display:flex;flex-wrap:wrap;gap:.6rem}
-.tile{width:150px;font-size:.75rem;overflow-wrap:anywhere}.tile img{width:150px;height:150px;object-fit:cover;border-radius:4px}
+.tile{width:150px;font-size:.75rem;overflow-wrap:anywhere}
+.tile img{width:150px;height:150px;object-fit:cover;border-radius:4px}
 img.fig{max-width:100%}.muted{color:#667}nav a{margin-right:1rem}
 .wrong{outline:3px solid #d33;outline-offset:2px}.tile.wrong div{color:#b00}
 .right{outline:3px solid #2a2;outline-offset:2px}.badge{font-weight:600}

@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "scrape-merge": "headstart.jobs.scrape.merge_main",
     "gradcam": "headstart.jobs.gradcam.main",
     "similarity": "headstart.jobs.similarity.main",
+    "audit": "headstart.jobs.audit.main",
     "predict": "headstart.jobs.predict.main",
     "predict-merge": "headstart.jobs.predict.merge_main",
     "export": "headstart.jobs.export.main",

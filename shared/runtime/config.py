@@ -36,12 +36,3 @@ class FromSpec:
             raise TypeError(f"{cls.__name__} has no field(s) {sorted(given)}")
         return cls(**values)
 
-
-def default_of(cls: type, name: str) -> Any:
-    """The declared default of dataclass field ``name`` (for a spec that reuses it)."""
-    for f in dataclasses.fields(cls):
-        if f.name == name:
-            if f.default is not dataclasses.MISSING:
-                return f.default
-            break
-    raise KeyError(f"{cls.__name__}.{name} has no default")

@@ -28,6 +28,7 @@ KEYS = {
     "state_machine": "pipeline state machine ARN (default: the stack's output)",
     "gpu_queue": "GPU Batch job queue (default: the stack's output)",
     "cpu_queue": "CPU Batch job queue (default: the stack's output)",
+    "read_buckets": "comma-separated buckets cloud jobs may read (default: the stack's ReadBuckets output)",
 }
 
 

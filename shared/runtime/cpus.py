@@ -35,9 +35,9 @@ def cgroup_cpu_limit(v2: Path = CGROUP_V2_MAX, v1_quota: Path = CGROUP_V1_QUOTA,
                 return None
             return quota / period if quota > 0 and period > 0 else None
         return None
-    quota, period = _read(v1_quota), _read(v1_period)
+    v1q, v1p = _read(v1_quota), _read(v1_period)
     try:
-        q, p = int(quota or "-1"), int(period or "0")
+        q, p = int(v1q or "-1"), int(v1p or "0")
     except ValueError:
         return None
     return q / p if q > 0 and p > 0 else None

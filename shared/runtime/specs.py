@@ -12,6 +12,7 @@ import os
 import re
 import types
 import typing
+from collections.abc import Collection
 from typing import Any, Iterable, Mapping, TypeVar
 
 import yaml
@@ -147,10 +148,14 @@ def env_values(spec_cls: type[JobSpec], env: Mapping[str, str]) -> dict[str, Any
     }
 
 
-def format_validation_error(exc: ValidationError, fields: Iterable[str] = ()) -> str:
-    """One line per problem: "`field` <what is expected>. Received: field=value"."""
+def format_validation_error(exc: ValidationError, fields: Iterable[str] = (),
+                            skip: Collection[str] = ()) -> str:
+    """One line per problem: "`field` <what is expected>. Received: field=value"; errors whose
+    type is in ``skip`` (e.g. ``"missing"``) are left out."""
     lines = []
     for err in exc.errors():
+        if err["type"] in skip:
+            continue
         loc = ".".join(str(p) for p in err["loc"]) or "spec"
         if err["type"] == "extra_forbidden":
             lines.append(f"unknown parameter `{loc}`{did_you_mean(loc, fields)}. "

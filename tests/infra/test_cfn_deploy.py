@@ -19,11 +19,12 @@ from infra_helpers import ROOT, resources, transformed_template
 
 REGION = "us-east-1"
 ARTIFACTS = "headstart-artifacts"  # the bucket infra_helpers points CodeUri at
-pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS.*BucketPolicy:UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:Tried to parse AWS.*BucketPolicy:UserWarning"),
+              pytest.mark.filterwarnings("ignore:Tried to parse AWS.*Alarm:UserWarning")]
 
 
 def _moto_ready(template: dict) -> dict:
-    for name, props in resources(template, "AWS::StepFunctions::StateMachine"):
+    for _name, props in resources(template, "AWS::StepFunctions::StateMachine"):
         definition = props.pop("Definition", None)
         text = json.dumps(definition) if definition is not None else _joined(props["DefinitionString"])
         props["DefinitionString"] = {"Fn::Sub": [text, props.pop("DefinitionSubstitutions")]}
@@ -46,7 +47,8 @@ def _joined(value) -> str:
 def _upload_trigger_code(s3) -> None:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.write(ROOT / "infra" / "trigger" / "app.py", "app.py")
+        for name in ("app.py", "dataset_config.py", "config_schema.json"):
+            zf.write(ROOT / "infra" / "trigger" / name, name)
     s3.create_bucket(Bucket=ARTIFACTS)
     s3.put_object(Bucket=ARTIFACTS, Key="trigger.zip", Body=buf.getvalue())
 
@@ -70,7 +72,9 @@ def deployed(monkeypatch):
                                      {"ParameterKey": "SubnetIds", "ParameterValue": subnet},
                                      # moto does not split a CommaDelimitedList default; pass them
                                      {"ParameterKey": "GpuInstanceTypes", "ParameterValue": "g4dn.xlarge,g5.xlarge"},
-                                     {"ParameterKey": "CpuInstanceTypes", "ParameterValue": "c6i.large"}])
+                                     {"ParameterKey": "CpuInstanceTypes", "ParameterValue": "c6i.large"},
+                                     {"ParameterKey": "ImageTag", "ParameterValue": "abc123"},
+                                     {"ParameterKey": "ReadBuckets", "ParameterValue": "shared-data,more"}])
         yield cfn.describe_stacks(StackName="headstart")["Stacks"][0]
 
 
@@ -78,8 +82,11 @@ def test_the_stack_deploys_with_every_output(deployed):
     assert deployed["StackStatus"] == "CREATE_COMPLETE", deployed.get("StackStatusReason")
     outputs = {o["OutputKey"]: o["OutputValue"] for o in deployed["Outputs"]}
     assert outputs["BucketName"] == "headstart-data"
-    for key in ("GpuJobQueueArn", "CpuJobQueueArn", "StateMachineArn", "TrainJobDefinitionArn"):
+    for key in ("GpuJobQueueArn", "CpuJobQueueArn", "StateMachineArn", "TrainJobDefinitionArn",
+                "PredictJobDefinitionArn", "PredictMergeJobDefinitionArn"):
         assert outputs[key].startswith("arn:aws:"), (key, outputs[key])
+    assert outputs["ImageUri"].endswith("-headstart:abc123")
+    assert outputs["ReadBuckets"] == "shared-data,more"
 
 
 def test_the_deployed_state_machine_has_every_substitution_resolved(deployed):

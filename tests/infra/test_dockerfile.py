@@ -43,7 +43,37 @@ def test_runs_as_non_root_with_headstart_entrypoint_and_baked_weights():
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert 'ENTRYPOINT ["headstart"]' in text
     assert "ARG BAKE_WEIGHTS=" in text and "KERAS_HOME=" in text
-    assert "pip install --no-cache-dir -c /tmp/constraints.txt ." in text  # no [cpu]/[gpu] extra
+    assert "pip install --no-cache-dir -c /tmp/constraints.txt -r /tmp/requirements.txt" in text  # no extra
+
+
+def _stage(text: str, index: int) -> str:
+    return re.split(r"^FROM ", text, flags=re.M)[index + 1]
+
+
+def test_dependencies_install_before_the_code_and_no_source_is_left():
+    text = DOCKERFILE.read_text()
+    wheel, image = _stage(text, 0), _stage(text, 1)
+    assert wheel.startswith("tensorflow/tensorflow:${TF_VERSION}-gpu AS wheel")
+    assert "COPY pyproject.toml setup.py README.md ./" in wheel and "pip wheel --no-deps" in wheel
+    # The image copies no source: only pyproject.toml (for the dependency list) ...
+    assert re.findall(r"^COPY (.*)$", image, re.M) == ["pyproject.toml /tmp/pyproject.toml"]
+    deps = image.index("-r /tmp/requirements.txt")
+    package = image.index("--mount=type=bind,from=wheel")
+    assert deps < package  # ... dependencies first, so a code change reuses that layer
+    assert "pip install --no-cache-dir --no-deps /wheel/*.whl" in image
+    assert "/opt/headstart" not in image
+
+
+def test_default_bake_list_holds_only_backbones_that_build_and_caches_are_the_users():
+    text = DOCKERFILE.read_text()
+    baked = re.search(r'^ARG BAKE_WEIGHTS="([^"]*)"', text, re.M).group(1).split()
+    assert baked and "efficientnet_b0" not in baked
+    from headstart.shared.model.backbones import REGISTRY
+
+    assert all(REGISTRY[name].pretrained for name in baked)
+    assert "MPLCONFIGDIR=/var/cache/headstart/matplotlib" in text
+    after_user = text.split("USER 10001:10001", 1)[1]
+    assert "matplotlib.font_manager" in after_user  # font cache built as the job user
 
 
 def test_bake_weights_builds_each_backbone_at_its_default_size(monkeypatch):

@@ -14,8 +14,9 @@ from infra_helpers import (PLACEHOLDER, ROOT, TEMPLATE, load_template, resources
 
 JOB_DEFINITIONS = {"TrainJobDefinition": "train", "EvaluateJobDefinition": "evaluate",
                    "GradcamJobDefinition": "gradcam", "ScrapeJobDefinition": "scrape",
-                   "ScrapeMergeJobDefinition": "scrape-merge"}
-GPU_JOBS = {"train", "evaluate", "gradcam"}
+                   "ScrapeMergeJobDefinition": "scrape-merge", "PredictJobDefinition": "predict",
+                   "PredictMergeJobDefinition": "predict-merge"}
+GPU_JOBS = {"train", "evaluate", "gradcam", "predict"}
 # The one AWS managed policy we allow: what the ECS agent on a Batch instance needs.
 ALLOWED_MANAGED = ("service-role/AmazonEC2ContainerServiceforEC2Role",
                    "service-role/AWSLambdaBasicExecutionRole")
@@ -42,7 +43,7 @@ def test_cfn_lint_passes_after_the_sam_transform(tmp_path):
 
 
 def _job_definitions(template):
-    return {name: props for name, props in resources(template, "AWS::Batch::JobDefinition")}
+    return dict(resources(template, "AWS::Batch::JobDefinition"))
 
 
 def test_one_job_definition_per_job_with_gpu_only_where_needed():
@@ -125,7 +126,7 @@ def test_state_machine_tasks_use_sync_batch_with_throttling_retry_and_catch():
         assert state["Resource"].endswith("submitJob.sync"), name
         retry = state["Retry"][0]
         assert "Batch.TooManyRequestsException" in retry["ErrorEquals"] and retry["BackoffRate"] > 1
-        assert state["Catch"][0]["Next"] == "RecordFailure"
+        assert state["Catch"][0]["Next"] == f"{name}Failed"  # names the step, then RecordFailure
     assert "ArrayProperties" in states["ScrapeArray"]["Parameters"]
     assert states["ScrapeArray"]["Next"] == "ScrapeMerge" and states["ScrapeMerge"]["Next"] == "Train"
 
@@ -221,3 +222,52 @@ def test_transformed_lint_catches_a_cycle_that_the_sam_lint_misses(tmp_path):
         infra_helpers.load_template = original
     result = _cfn_lint(out)
     assert "E3004" in result.stdout, result.stdout
+
+
+def test_queues_cancel_jobs_no_instance_can_take_and_gpu_uses_al2023():
+    template = load_template()
+    for name, queue in resources(template, "AWS::Batch::JobQueue"):
+        (limit,) = queue["JobStateTimeLimitActions"]
+        assert limit["State"] == "RUNNABLE" and limit["Action"] == "CANCEL", name
+        assert limit["MaxTimeSeconds"] == {"Ref": "RunnableTimeoutSeconds"} and limit["Reason"].startswith("headstart:")
+    images = {name: ce["ComputeResources"]["Ec2Configuration"][0]["ImageType"]
+              for name, ce in resources(template, "AWS::Batch::ComputeEnvironment")}
+    assert images == {"GpuComputeEnvironment": "ECS_AL2023_NVIDIA",
+                      "GpuOnDemandComputeEnvironment": "ECS_AL2023_NVIDIA",
+                      "CpuComputeEnvironment": "ECS_AL2023"}
+
+
+def test_images_are_immutable_and_the_repository_empties_on_delete():
+    (_, repo), = resources(load_template(), "AWS::ECR::Repository")
+    assert repo["ImageTagMutability"] == "IMMUTABLE" and repo["EmptyOnDelete"] is True
+    for name, props in _job_definitions(load_template()).items():
+        image = json.dumps(props["ContainerProperties"]["Image"])
+        assert ":latest" not in image and "ImageTag" in image, name
+    assert "ImageUri" in load_template()["Outputs"]
+
+
+def test_trigger_failures_go_to_a_dead_letter_queue_with_an_alarm():
+    template = load_template()
+    (_, fn), = resources(template, "AWS::Serverless::Function")
+    assert fn["DeadLetterQueue"] == {"Type": "SQS", "TargetArn": {"Fn::GetAtt": ["TriggerDeadLetterQueue", "Arn"]}}
+    (_, alarm), = resources(template, "AWS::CloudWatch::Alarm")
+    assert alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["TriggerDeadLetterQueue", "QueueName"]}
+    assert (ROOT / fn["CodeUri"] / "requirements.txt").read_text().startswith("PyYAML==")
+    assert (ROOT / fn["CodeUri"] / "config_schema.json").is_file()
+
+
+def test_read_buckets_grant_reading_only():
+    template = load_template()
+    role = template["Resources"]["JobRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    conditional = [st["Fn::If"][1] for st in role if isinstance(st, dict) and "Fn::If" in st]
+    assert {st["Action"] for st in conditional} == {"s3:ListBucket", "s3:GetObject"}
+    assert all(st["Fn::If"][0] == "HasReadBuckets" for st in role if "Fn::If" in st)
+
+
+def test_samconfig_stack_name_is_the_cli_default():
+    import tomllib
+
+    from headstart.infra.cloud.settings import CloudSpec
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    assert config["default"]["deploy"]["parameters"]["stack_name"] == CloudSpec.model_fields["stack"].default

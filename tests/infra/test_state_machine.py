@@ -155,7 +155,7 @@ def test_a_step_past_its_timeout_ends_in_the_catch_with_states_timeout(monkeypat
 def test_each_job_gets_its_headstart_yaml_section(aws):
     arns, submitted = aws
     sections = {"scrape": {"min_success": 0.8, "seed": 7, "max_bytes": 4096}, "train": {"epochs": 4},
-                "evaluate": {"batch_size": 16}, "gradcam": {"max_images": 3}}
+                "evaluate": {"batch_size": 16}, "gradcam": {"alpha": 0.3}}
     body = pipeline_input(BUCKET, "dogs", "runs/x/r6", f"s3://{BUCKET}/datasets/dogs/images",
                           urls_uri=f"s3://{BUCKET}/datasets/dogs/urls.csv", shards=3, sections=sections,
                           train_environment=[{"Name": "HEADSTART_EPOCHS", "Value": "9"}])
@@ -167,7 +167,7 @@ def test_each_job_gets_its_headstart_yaml_section(aws):
     assert envs["headstart-scrape-merge"] == {"HEADSTART_MIN_SUCCESS": "0.8", "HEADSTART_SEED": "7"}
     assert envs["headstart-train"] == {"HEADSTART_EPOCHS": "9"}  # --args win over the config
     assert envs["headstart-evaluate"] == {"HEADSTART_BATCH_SIZE": "16"}
-    assert envs["headstart-gradcam"] == {"HEADSTART_MAX_IMAGES": "3"}
+    assert envs["headstart-gradcam"] == {"HEADSTART_ALPHA": "0.3"}
 
 
 def test_pipeline_scrapes_with_min_success_one_half_by_default(aws):

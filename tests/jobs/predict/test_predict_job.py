@@ -27,7 +27,7 @@ def test_predict_matches_evaluate(trained_run: str, shapes_dataset: str, tmp_pat
     ev, pr = tmp_path / "ev", tmp_path / "pr"
     assert main(["evaluate", trained_run, shapes_dataset, "--out", str(ev)]) == 0
     assert main(["predict", trained_run, shapes_dataset, "--out", str(pr), "--split", "test",
-                 "--top-k", "4", "--batch-size", "3"]) == 0
+                 "--top-k", "4", "--batch-size", "3", "--workers", "2"]) == 0
     expected = {r["key"]: r for r in csv.DictReader((ev / "predictions.csv").read_text().splitlines())}
     rows = _rows(pr)
     assert {r["key"] for r in rows} == set(expected) == _split_keys(trained_run, "test")

@@ -50,7 +50,7 @@ def huge_png(width: int = 30000, height: int = 30000) -> bytes:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_Server"
+    server: _Server
 
     def log_message(self, *args) -> None:  # keep test output quiet
         pass

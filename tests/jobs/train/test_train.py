@@ -12,12 +12,13 @@ from headstart.shared.runtime.cli import main
 from tests.helpers import TINY, failure
 
 OUTPUTS = {"model.keras", "labels.json", "history.json", "training_curves.png", "metrics.json",
-           "spec.yaml", "skipped.csv", "splits.csv", "report.html", "manifest.json"}
+           "spec.yaml", "skipped.csv", "splits.csv", "manifest.json", "report.html", "calibration.json",
+           "reliability.png"}
 
 
 def test_outputs_and_manifest(trained_run: str) -> None:
     files = {p.name for p in Path(trained_run).iterdir() if p.is_file()}
-    assert OUTPUTS <= files
+    assert files >= OUTPUTS
     manifest = json.loads(Path(trained_run, "manifest.json").read_text())
     assert set(manifest["files"]) == OUTPUTS - {"manifest.json"}
     for name, meta in manifest["files"].items():
@@ -79,6 +80,6 @@ def test_corrupt_files_are_skipped_and_listed(shapes_dataset: str, tmp_path: Pat
     assert main(["train", str(data), "--out", str(out), *TINY, "--epochs", "1"]) == 0
     skipped = (out / "skipped.csv").read_text()
     for name, status in (("broken.jpg", "decode_error"), ("notes.jpg", "not_image"), ("empty.png", "empty")):
-        line = next(l for l in skipped.splitlines() if name in l)
+        line = next(row for row in skipped.splitlines() if name in row)
         assert status in line
     assert json.loads((out / "metrics.json").read_text())["skipped"] == 3

@@ -234,3 +234,40 @@ def test_upright_is_a_view_for_every_orientation():
     a = photo(6, 4)
     for o in range(1, 9):
         assert pixels.upright(a, o).shape == (a.shape if o < 5 else (4, 6, 3))
+
+
+def test_training_and_explain_loaders_see_phone_photos_upright(tmp_path):
+    """Tag 6 (sensor landscape, held portrait): every loader hands the model the upright
+    picture - red on top, blue below - not the sideways one."""
+    from headstart.shared.data.datasets import Item
+    from headstart.shared.data.imagesets import ImageRef, iter_chunks
+    from headstart.shared.data.loading import load_split
+
+    upright = np.zeros((96, 64, 3), np.uint8)
+    upright[:48, :, 0] = 255
+    upright[48:, :, 2] = 255
+    store = open_store(str(tmp_path))
+    store.write_bytes("a/phone.jpg", with_orientation(np.ascontiguousarray(np.rot90(upright, 1)), 6, "JPEG"))
+    split = load_split(store, "t", [Item("a/phone.jpg", "a")], ["a"], 16)
+    chunk = next(iter_chunks([ImageRef(store.uri, "a/phone.jpg")], 16, 24))
+    for image in (split.images[0], chunk.model[0], chunk.display[0].astype(np.float32)):
+        top, bottom = image[: len(image) // 3], image[-len(image) // 3:]
+        assert top[..., 0].mean() > 200 and top[..., 2].mean() < 60
+        assert bottom[..., 2].mean() > 200 and bottom[..., 0].mean() < 60
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "TIFF", "WEBP", "BMP"])
+def test_corrupted_bytes_never_raise_anything_but_image_rejected(fmt):
+    """Seeded byte flips in the first 200 bytes (headers, markers): an array or a status."""
+    data = encode(photo(24, 24), fmt, **({"progressive": True} if fmt == "JPEG" else {}))
+    rng = np.random.default_rng(5)
+    for _ in range(150):
+        mutated = bytearray(data)
+        for pos in rng.integers(0, min(len(data), 200), size=int(rng.integers(1, 4))):
+            mutated[pos] = int(rng.integers(0, 256))
+        try:
+            out = decode_image(bytes(mutated), target=int(rng.integers(1, 40)), min_side=1)
+        except ImageRejected as exc:
+            assert exc.status in {"not_image", "decode_error", "too_small", "too_large"}
+        else:
+            assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3

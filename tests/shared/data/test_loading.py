@@ -1,4 +1,5 @@
-"""Decoding a split: by content, bad files skipped with a reason, resized by the model's layer, memmap path identical."""
+"""Decoding a split: by content, bad files skipped with a reason, resized by the model's own layer,
+memmap path identical."""
 from __future__ import annotations
 
 
@@ -124,7 +125,8 @@ def test_resizes_to_the_requested_size(tmp_path):
     assert decoded.shape == (24, 40, 3)
     expected = np.asarray(resize_layer(24)(decoded[None].astype(np.float32)))[0]
     np.testing.assert_array_equal(split.images[0], expected)
-    assert not np.array_equal(split.images[0], np.asarray(Image.fromarray(big).resize((24, 24), Image.BILINEAR)))
+    pil = np.asarray(Image.fromarray(big).resize((24, 24), Image.BILINEAR))
+    assert not np.array_equal(split.images[0], pil)
     np.testing.assert_allclose(split.images[1], solid((50, 100, 150), 24, 24), atol=1e-4)
 
 

@@ -1,7 +1,6 @@
 """Backbone registry: names, sizes, weights arguments, building and loading weights files."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -149,6 +149,7 @@ def test_a_failed_weights_write_keeps_the_previous_checkpoint(store, monkeypatch
 
 
 def test_old_epoch_files_are_removed_and_best_kept(store):
+    """The current and the previous epoch (the fallback) are kept; older epochs go."""
     model = make_model(1)
     ckpt = CheckpointStore(store, "fp")
     train(model, range(1))
@@ -157,17 +158,21 @@ def test_old_epoch_files_are_removed_and_best_kept(store):
     train(model, range(1, 2))
     ckpt.save(state(2), model, model.optimizer, best_changed=False)
     assert sorted(store.list("checkpoint")) == [
-        "checkpoint/head-best.weights.npz", "checkpoint/head-e2.optimizer.npz",
-        "checkpoint/head-e2.weights.npz", "checkpoint/state.json"]
+        "checkpoint/head-best.weights.npz", "checkpoint/head-e1.optimizer.npz",
+        "checkpoint/head-e1.weights.npz", "checkpoint/head-e2.optimizer.npz",
+        "checkpoint/head-e2.weights.npz", "checkpoint/state.json", "checkpoint/state.prev.json"]
     assert store.read_bytes("checkpoint/head-best.weights.npz") == best_after_1
     train(model, range(2, 3))
     ckpt.save(state(3), model, model.optimizer, best_changed=True)
-    assert sorted(store.list("checkpoint")) == [
-        "checkpoint/head-best.weights.npz", "checkpoint/head-e3.optimizer.npz",
-        "checkpoint/head-e3.weights.npz", "checkpoint/state.json"]
-    # Saving the same epoch again (a rerun) keeps its files.
+    after_3 = [
+        "checkpoint/head-best.weights.npz", "checkpoint/head-e2.optimizer.npz",
+        "checkpoint/head-e2.weights.npz", "checkpoint/head-e3.optimizer.npz",
+        "checkpoint/head-e3.weights.npz", "checkpoint/state.json", "checkpoint/state.prev.json"]
+    assert sorted(store.list("checkpoint")) == after_3
+    # Saving the same epoch again (a rerun) keeps its files and its fallback.
     ckpt.save(state(3), model, model.optimizer, best_changed=False)
-    assert store.exists("checkpoint/head-e3.weights.npz")
+    assert sorted(store.list("checkpoint")) == after_3
+    assert json.loads(store.read_text("checkpoint/state.prev.json"))["epoch"] == 2
 
 
 def test_state_contents_round_trip(store):

@@ -46,7 +46,7 @@ def test_missing_named_file_is_an_error_and_no_file_is_empty(tmp_path, monkeypat
 
 def test_storage_and_cloud_read_the_same_file(tmp_path, monkeypatch) -> None:
     from headstart.infra.cloud.settings import CloudSpec, resolve
-    from headstart.shared.storage.store import s3_endpoint
+    from headstart.shared.storage.s3 import s3_endpoint
 
     path = tmp_path / "cloud.yaml"
     path.write_text("s3_endpoint: http://minio:9000\nbucket: b\nstack: mine\nregion: eu-west-1\n")

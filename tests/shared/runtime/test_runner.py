@@ -6,11 +6,11 @@ import os
 import signal
 import threading
 import time
-from typing import Optional
 
 import pytest
 
-from headstart.shared.runtime.errors import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, Interrupted, UserError
+from headstart.shared.runtime.errors import (EXIT_CRASH, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, Interrupted,
+                                             UserError)
 from headstart.shared.storage.manifest import FAILURE, MANIFEST, RunOutput, is_published, read_manifest
 from headstart.shared.runtime.runner import run_job, write_failure
 from headstart.shared.runtime.stop import STOP
@@ -19,7 +19,7 @@ from headstart.shared.storage.store import open_store
 
 
 class OutSpec(JobSpec):
-    out: Optional[str] = None
+    out: str | None = None
     epochs: int = 1
 
 

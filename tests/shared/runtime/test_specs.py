@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Literal, Optional
+from typing import Literal
 
 import pytest
 import yaml
 from pydantic import Field
 
 from headstart.shared.runtime.errors import UserError
-from headstart.shared.runtime.specs import JobSpec, add_spec_arguments, build_spec, env_values, load_spec_file, spec_from_args
+from headstart.shared.runtime.specs import (JobSpec, add_spec_arguments, build_spec, env_values, load_spec_file,
+                                            spec_from_args)
 from headstart.shared.storage.store import open_store
 
 
@@ -22,7 +23,7 @@ class ToySpec(JobSpec):
     fast_path: bool = True
     tags: list[str] = Field(default_factory=list)
     backbone: Literal["resnet50", "tiny"] = "resnet50"
-    seed: Optional[int] = None
+    seed: int | None = None
 
 
 def parse(argv, env=None, spec_cls=ToySpec):

@@ -11,7 +11,8 @@ import pytest
 
 from headstart.shared.storage import store as storage
 from headstart.shared.runtime.errors import UserError
-from headstart.shared.storage.store import LocalStore, S3Store, join, open_store, split_uri
+from headstart.shared.storage.s3 import S3Store
+from headstart.shared.storage.store import LocalStore, join, open_store, split_uri
 
 # --------------------------------------------------------------------------- contract
 
@@ -24,7 +25,7 @@ def test_bytes_roundtrip(store):
 def test_text_roundtrip_is_utf8(store):
     store.write_text("dir/t.txt", "héllo ✓\n")
     assert store.read_text("dir/t.txt") == "héllo ✓\n"
-    assert store.read_bytes("dir/t.txt") == "héllo ✓\n".encode("utf-8")
+    assert store.read_bytes("dir/t.txt") == "héllo ✓\n".encode()
 
 
 def test_empty_object(store):
@@ -312,7 +313,7 @@ def test_aws_endpoint_url_s3_is_honoured(moto_server, monkeypatch):
 
 
 def test_s3_endpoint_precedence(tmp_path, monkeypatch) -> None:
-    from headstart.shared.storage.store import s3_endpoint
+    from headstart.shared.storage.s3 import s3_endpoint
 
     config = tmp_path / "cloud.yaml"
     config.write_text("s3_endpoint: http://from-config:9000\n")

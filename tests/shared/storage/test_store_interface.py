@@ -36,9 +36,8 @@ def test_open_streams_an_object(store) -> None:
     assert head + rest == data
     with store.open("big.bin") as fh:  # text on top of the stream, as the URL-list readers do
         assert io.TextIOWrapper(fh, encoding="latin-1").read(5) == data[:5].decode("latin-1")
-    with pytest.raises(FileNotFoundError):
-        with store.open("absent.bin"):
-            pass
+    with pytest.raises(FileNotFoundError), store.open("absent.bin"):
+        pass
 
 
 def test_local_copy_is_a_path_and_a_download_is_removed(store) -> None:
@@ -47,9 +46,8 @@ def test_local_copy_is_a_path_and_a_download_is_removed(store) -> None:
         assert path.read_bytes() == b"weights" and path.name == "model.keras"
     remote = store.local_path() is None
     assert path.exists() is not remote  # a local store hands out the file itself
-    with pytest.raises(FileNotFoundError):
-        with store.local_copy("absent.bin"):
-            pass
+    with pytest.raises(FileNotFoundError), store.local_copy("absent.bin"):
+        pass
 
 
 @pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])

@@ -1,0 +1,1 @@
+"""Dataset audit: label errors, outliers, duplicates, image health, keep-lists."""

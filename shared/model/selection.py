@@ -1,0 +1,357 @@
+"""The default head, chosen by k-fold cross-validation on cached pooled features.
+
+The frozen base's features do not change while the head trains, so a head can be fitted on
+the pooled features in well under a second: full-batch Adam in numpy, every regularisation
+strength of a family trained side by side as one matrix product. Candidates are a linear
+(softmax regression) head over a grid of L2 strengths and, when the data is small enough
+for it to be cheap, a one-hidden-layer ReLU head of a few widths; the number of full-batch
+steps is chosen among checkpoints of the same runs. The winner (best mean fold accuracy,
+ties to lower log-loss, then the simpler head) is refitted on every row. Decisions depend
+on the data, the seed and fixed costs only (never on the wall clock), so a run is
+reproducible on any machine.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# sklearn-style inverse strengths: the L2 term is 1 / (C * n) on the mean loss, so the grid
+# means the same thing for 25 images as for 3000.
+C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+MLP_C_GRID = (0.01, 0.1, 1.0)
+MLP_WIDTHS = (64, 256)
+STEP_CHECKPOINTS = (25, 50, 100, 200)
+# Linear heads run to 200 full-batch steps (near convergence) and only C is chosen: choosing
+# their steps too lost 0.3-0.8 points to selection noise on flowers5 at k = 5..20 (3 seeds).
+LINEAR_CHECKPOINTS = (200,)
+LEARNING_RATE = 0.01
+FOLDS = 5
+CRITERION = "accuracy"
+# A hidden-layer head costs rows * dim * width multiply-adds per step and per fold; above this
+# many, it is left out (a fixed cost rule, not a timer: the choice is machine-independent).
+MLP_BUDGET = 5e9
+# Cross-validation looks at most this many images (a seeded stratified sample; the refit uses
+# all): beyond it the choice of C and steps barely moves, and the cost grows with every row.
+CV_MAX_IMAGES = 1000
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeadChoice:
+    """One head configuration: ``kind`` linear | mlp, its width, L2 inverse strength C, steps."""
+
+    kind: str
+    c: float
+    steps: int
+    width: int = 0
+
+    def label(self) -> str:
+        hidden = f" width={self.width}" if self.kind == "mlp" else ""
+        return f"{self.kind}{hidden} C={self.c:g} steps={self.steps}"
+
+
+@dataclass(kw_only=True)
+class Selection:
+    """What was chosen, why (every candidate's fold scores), and the refitted parameters."""
+
+    chosen: HeadChoice
+    folds: int
+    reason: str
+    table: list[dict] = field(default_factory=list)
+    mean: np.ndarray | None = None      # standardisation of the pooled features
+    scale: np.ndarray | None = None
+    weights: list[np.ndarray] = field(default_factory=list)  # [W, b] or [W1, b1, W2, b2]
+    history: list[float] = field(default_factory=list)       # refit loss per checkpoint
+
+    def doc(self) -> dict:
+        """The JSON record (metrics.json ``selection``)."""
+        return {"chosen": asdict(self.chosen), "summary": self.chosen.label(), "folds": self.folds,
+                "reason": self.reason, "candidates": self.table}
+
+    def folded(self) -> list[np.ndarray]:
+        """Weights for raw pooled features: the standardisation folded into the first layer."""
+        w, b = self.weights[0], self.weights[1]
+        assert self.scale is not None and self.mean is not None, "a fitted selection has both"
+        w_raw = w / self.scale[:, None]
+        b_raw = b - (self.mean / self.scale) @ w
+        return [w_raw.astype("float32"), b_raw.astype("float32"), *[x.astype("float32") for x in self.weights[2:]]]
+
+
+def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Fold index per row: each label dealt round-robin over the folds after a seeded shuffle."""
+    rng = np.random.default_rng([seed, 7])
+    out = np.empty(len(labels), dtype=int)
+    offset = 0
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        rows = rows[rng.permutation(len(rows))]
+        out[rows] = (np.arange(len(rows)) + offset) % folds
+        offset += len(rows)  # spread the remainders of small labels over different folds
+    return out
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class _Adam:
+    def __init__(self, params: list[np.ndarray], lr: float) -> None:
+        self.params, self.lr, self.t = params, lr, 0
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+
+    def step(self, grads: list[np.ndarray]) -> None:
+        self.t += 1
+        a = self.lr * np.sqrt(1 - 0.999**self.t) / (1 - 0.9**self.t)
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            m *= 0.9
+            m += 0.1 * g
+            v *= 0.999
+            v += 0.001 * g * g
+            p -= a * m / (np.sqrt(v) + 1e-8)
+
+
+def _targets(y: np.ndarray, n_classes: int, smoothing: float) -> np.ndarray:
+    t = np.full((len(y), n_classes), smoothing / n_classes, dtype=np.float32)
+    t[np.arange(len(y)), y] += 1.0 - smoothing
+    return t
+
+
+def _fit(kind: str, width: int, lam: np.ndarray, x: np.ndarray, t: np.ndarray, w_rows: np.ndarray,
+         seed: int, checkpoints: tuple[int, ...]):
+    """Train H heads side by side on the same rows; yields (step, params, train loss per head).
+
+    ``lam`` (H,) L2 strengths; ``w_rows`` (H, n) row weights (0 leaves a row out of a head:
+    that is how the folds share one matrix product); ``t`` (n, classes) soft targets.
+    """
+    rng = np.random.default_rng([seed, width, 3])
+    (n, d), heads, n_classes = x.shape, len(lam), t.shape[1]
+    lam = np.asarray(lam, np.float32)[:, None, None]
+    w_rows = (w_rows / w_rows.sum(axis=1, keepdims=True)).astype(np.float32)[:, :, None]
+    xt = np.ascontiguousarray(x.T)
+    if kind == "linear":  # every head's columns side by side: one skinny GEMM per step for all
+        params = [np.zeros((d, heads * n_classes), np.float32), np.zeros((heads * n_classes,), np.float32)]
+        lam_cols = np.repeat(lam[:, 0, 0], n_classes)[None]
+    else:
+        w1 = rng.normal(0, np.sqrt(2.0 / d), (d, width)).astype(np.float32)
+        w2 = rng.normal(0, np.sqrt(1.0 / width), (width, n_classes)).astype(np.float32)
+        params = [np.repeat(w1[None], heads, 0), np.zeros((heads, 1, width), np.float32),
+                  np.repeat(w2[None], heads, 0), np.zeros((heads, 1, n_classes), np.float32)]
+    opt = _Adam(params, LEARNING_RATE)
+    for step in range(1, max(checkpoints) + 1):
+        if kind == "linear":
+            w, b = params
+            p = _softmax((x @ w + b).reshape(n, heads, n_classes)).transpose(1, 0, 2)
+            err = ((p - t) * w_rows).transpose(1, 0, 2).reshape(n, heads * n_classes)  # d loss / d logits
+            grads = [xt @ err + lam_cols * w, err.sum(0)]
+        else:
+            w1, b1, w2, b2 = params
+            h = np.maximum(np.matmul(x, w1) + b1, 0)
+            p = _softmax(np.matmul(h, w2) + b2)
+            err = (p - t) * w_rows
+            dh = np.matmul(err, w2.transpose(0, 2, 1)) * (h > 0)
+            grads = [np.matmul(xt, dh) + lam * w1, dh.sum(1, keepdims=True),
+                     np.matmul(h.transpose(0, 2, 1), err) + lam * w2, err.sum(1, keepdims=True)]
+        opt.step(grads)
+        if step in checkpoints:
+            loss = -(w_rows * t * np.log(np.clip(p, 1e-12, None))).sum(axis=(1, 2))
+            yield step, params, loss
+
+
+def _predict(kind: str, params: list[np.ndarray], x: np.ndarray, n_classes: int) -> np.ndarray:
+    if kind == "linear":
+        heads = params[1].size // n_classes
+        return _softmax((x @ params[0] + params[1]).reshape(len(x), heads, n_classes)).transpose(1, 0, 2)
+    h = np.maximum(np.matmul(x, params[0]) + params[1], 0)
+    return _softmax(np.matmul(h, params[2]) + params[3])
+
+
+def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    return mean, np.where(scale > 1e-6, scale, 1.0)  # constant features (dead units) stay put
+
+
+def _families(n: int, d: int, k: int) -> tuple[list[tuple[str, int, tuple[float, ...]]], list[str]]:
+    """Candidate families, and the ones left out for cost (a fixed rule: machine-independent)."""
+    fams: list[tuple[str, int, tuple[float, ...]]] = [("linear", 0, C_GRID)]
+    skipped: list[str] = []
+    for w in MLP_WIDTHS:
+        cost = k * len(MLP_C_GRID) * n * d * w * max(STEP_CHECKPOINTS)
+        if cost <= MLP_BUDGET:
+            fams.append(("mlp", w, MLP_C_GRID))
+        else:
+            skipped.append(f"mlp width={w} ({cost:.1e} multiply-adds > budget {MLP_BUDGET:.0e})")
+    return fams, skipped
+
+
+def _row_weights(y: np.ndarray, class_weights: list[float] | None) -> np.ndarray:
+    if class_weights is None:
+        return np.ones(len(y), np.float32)
+    return np.asarray(class_weights, np.float32)[y]
+
+
+def _cv_images(labels: np.ndarray, cap: int, seed: int) -> np.ndarray:
+    """Mask of the images cross-validation looks at: all, or a seeded stratified ``cap``."""
+    if len(labels) <= cap:
+        return np.ones(len(labels), bool)
+    rng = np.random.default_rng([seed, 11])
+    keep = np.zeros(len(labels), bool)
+    for label in np.unique(labels):
+        idx = np.flatnonzero(labels == label)
+        take = max(FOLDS, int(round(cap * len(idx) / len(labels))))
+        keep[rng.permutation(idx)[:take]] = True
+    return keep
+
+
+def _cross_validate(x, y, fold, eval_mask, k, families, n_classes, seed, rw, smoothing) -> dict:
+    """{(kind, width, C, steps): [(fold accuracy, fold log-loss), ...]}."""
+    # One standardisation for every fold (features only, no labels): the folds then share
+    # each matrix product, one head per (fold, C), with held-out rows weighted 0.
+    mean, scale = _standardise(x)
+    xs = (x - mean) / scale
+    t = _targets(y, n_classes, smoothing)
+    scores: dict[tuple, list[tuple[float, float]]] = {}
+    for kind, width, cs in families:
+        inside = np.stack([(fold != f) for f in range(k) for _ in cs])           # (H, n)
+        lam = np.array([1.0 / (c * inside[i].sum()) for i, c in enumerate(list(cs) * k)])
+        checkpoints = LINEAR_CHECKPOINTS if kind == "linear" else STEP_CHECKPOINTS
+        for step, params, _ in _fit(kind, width, lam, xs, t, inside * rw, seed, checkpoints):
+            probs = _predict(kind, params, xs, n_classes)                        # (H, n, classes)
+            for f in range(k):
+                va = (fold == f) & eval_mask
+                for i, c in enumerate(cs):
+                    pr = probs[f * len(cs) + i, va]
+                    acc = float((pr.argmax(-1) == y[va]).mean())
+                    nll = float(-np.log(np.clip(pr[np.arange(len(pr)), y[va]], 1e-12, None)).mean())
+                    scores.setdefault((kind, width, c, step), []).append((acc, nll))
+    return scores
+
+
+def select_head(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int, groups: np.ndarray | None = None,
+                eval_rows: np.ndarray | None = None, class_weights: list[float] | None = None,
+                label_smoothing: float = 0.0, folds: int = FOLDS) -> Selection:
+    """Choose a head by stratified k-fold CV on pooled features ``x`` (n, d), then refit.
+
+    ``groups``: image index per row (augmented views of one image share a fold; only rows in
+    ``eval_rows`` — the plain views — are scored). Labels need two rows each to be cross-validated;
+    with fewer the linear head with a middle C is fitted and the reason recorded.
+    """
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y, np.int64)
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    eval_mask = np.ones(len(y), bool) if eval_rows is None else np.asarray(eval_rows, bool)
+    per_image = np.zeros(groups.max() + 1, np.int64)
+    per_image[groups] = y
+    counts = np.bincount(per_image[np.unique(groups)], minlength=n_classes)
+    k = int(min(folds, counts[counts > 0].min())) if counts.any() else 0
+    if k < 2:
+        chosen = HeadChoice(kind="linear", c=0.1, steps=200)
+        reason = (f"a label has {int(counts[counts > 0].min())} image(s): too few to cross-validate; "
+                  f"fixed {chosen.label()}")
+        return _refit(x, y, n_classes, chosen, 1, reason, [], seed, class_weights, label_smoothing)
+    images = np.unique(groups)
+    fold_of_image = stratified_folds(per_image[images], k, seed)
+    keep = _cv_images(per_image[images], CV_MAX_IMAGES, seed)
+    rows = np.isin(groups, images[keep])
+    fold = fold_of_image[np.searchsorted(images, groups[rows])]
+    families, skipped = _families(int(rows.sum()), x.shape[1], k)
+    scores = _cross_validate(x[rows], y[rows], fold, eval_mask[rows], k, families, n_classes, seed,
+                             _row_weights(y[rows], class_weights), label_smoothing)
+    table = []
+    for (kind, width, c, step), vals in scores.items():
+        accs, nlls = np.array([v[0] for v in vals]), np.array([v[1] for v in vals])
+        table.append({"kind": kind, "width": width, "c": c, "steps": step, "cv_accuracy": round(float(accs.mean()), 4),
+                      "cv_accuracy_std": round(float(accs.std()), 4), "cv_log_loss": round(float(nlls.mean()), 4)})
+    # Best mean accuracy; ties -> lower log-loss; then the simpler head (linear, fewer units/steps).
+    if CRITERION == "log_loss":
+        table.sort(key=lambda r: (r["cv_log_loss"], -r["cv_accuracy"], r["width"], r["steps"], r["c"]))
+    else:
+        table.sort(key=lambda r: (-r["cv_accuracy"], r["cv_log_loss"], r["width"], r["steps"], r["c"]))
+    best = table[0]
+    chosen = HeadChoice(kind=best["kind"], c=best["c"], steps=best["steps"], width=best["width"])
+    reason = (f"best mean {k}-fold accuracy {best['cv_accuracy']:.4f} (log-loss {best['cv_log_loss']:.4f}) "
+              f"of {len(table)} candidates on {int(keep.sum())} images")
+    if skipped:
+        reason += "; left out for cost: " + ", ".join(skipped)
+    return _refit(x, y, n_classes, chosen, k, reason, table, seed, class_weights, label_smoothing)
+
+
+def _refit(x, y, n_classes, chosen: HeadChoice, k: int, reason: str, table: list[dict], seed: int,
+           class_weights, label_smoothing) -> Selection:
+    mean, scale = _standardise(x)
+    xs = (x - mean) / scale
+    checkpoints = tuple(s for s in STEP_CHECKPOINTS if s < chosen.steps) + (chosen.steps,)
+    history, params = [], None
+    lam = np.array([1.0 / (chosen.c * len(y))])
+    for _, params, loss in _fit(chosen.kind, chosen.width, lam, xs, _targets(y, n_classes, label_smoothing),  # noqa: B007 - the last params are kept
+                                _row_weights(y, class_weights)[None], seed, checkpoints):
+        history.append(float(loss[0]))
+    assert params is not None, "_fit yields at every checkpoint"
+    if chosen.kind == "linear":
+        weights = [params[0], params[1]]
+    else:
+        weights = [p[0] if i % 2 == 0 else p[0, 0] for i, p in enumerate(params)]  # matrices, biases
+    log.info("head selection: %s (%s)", chosen.label(), reason)
+    return Selection(chosen=chosen, folds=k, reason=reason, table=table, mean=mean, scale=scale,
+                     weights=weights, history=history)
+
+
+def keras_head(selection: Selection, n_classes: int) -> list:
+    """The chosen head as Keras layers over feature maps, carrying the refitted weights.
+
+    Layer names follow the reference head (``head_pool``, ``head_dense``, ``predictions``) so
+    the similarity and Grad-CAM jobs find the pooled embedding and the classifier the same way.
+    """
+    import keras
+
+    weights = selection.folded()
+    pool = keras.layers.GlobalAveragePooling2D(name="head_pool")
+    layers = [pool]
+    if selection.chosen.kind == "mlp":
+        dense = keras.layers.Dense(selection.chosen.width, activation="relu", name="head_dense")
+        dense.build((None, weights[0].shape[0]))
+        dense.set_weights(weights[:2])
+        layers.append(dense)
+        weights = weights[2:]
+    out = keras.layers.Dense(n_classes, activation="softmax", name="predictions")
+    out.build((None, weights[0].shape[0]))
+    out.set_weights(weights[:2])
+    return layers + [out]
+
+
+def pooled(maps: np.ndarray) -> np.ndarray:
+    """Global average pooling of cached maps ``(n, [views,] h, w, c)`` in float32, by chunks."""
+    out = np.empty((*maps.shape[:-3], maps.shape[-1]), np.float32)
+    for start in range(0, len(maps), 256):
+        out[start:start + 256] = np.asarray(maps[start:start + 256], np.float32).mean(axis=(-3, -2))
+    return out
+
+
+def cross_val_probs(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int, folds: int, c: float,
+                    steps: int) -> np.ndarray:
+    """Out-of-sample probabilities (n, classes) of k-fold linear heads (one matrix product for all folds)."""
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y, np.int64)
+    counts = np.bincount(y, minlength=n_classes)
+    k = int(min(folds, counts[counts > 0].min()))
+    if k < 2:
+        k = 2  # labels of one image are predicted from the other labels only
+    fold = stratified_folds(y, k, seed)
+    mean, scale = _standardise(x)
+    xs = (x - mean) / scale
+    inside = np.stack([fold != f for f in range(k)])
+    lam = np.array([1.0 / (c * max(inside[f].sum(), 1)) for f in range(k)])
+    params = None
+    for _, params, _ in _fit("linear", 0, lam, xs, _targets(y, n_classes, 0.0),  # noqa: B007 - the last params
+                             inside.astype(np.float32),
+                             seed, (steps,)):
+        pass
+    assert params is not None, "_fit yields at every checkpoint"
+    probs = _predict("linear", params, xs, n_classes)  # (k, n, classes)
+    return probs[fold, np.arange(len(y))]

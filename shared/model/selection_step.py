@@ -1,0 +1,60 @@
+"""The default recipe's head phase: cache features, choose the head by CV, swap it in.
+
+Train and valid images are pooled together for the k-fold choice and the refit (the
+early-stopping split of the reference recipe is not needed: the number of steps is chosen by
+cross-validation), so valid metrics of such a run are in-sample; the test split is untouched.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from headstart.shared.data.loading import LoadedSplit
+from headstart.shared.model.classifier import Classifier, with_head
+from headstart.shared.model.features import augmenter, extract_features
+from headstart.shared.model.selection import keras_head, pooled, select_head
+from headstart.shared.model.training import PhaseResult
+
+log = logging.getLogger(__name__)
+
+
+def selected_head(clf: Classifier, splits: dict[str, LoadedSplit], cfg, result) -> None:
+    """Fill ``result`` (features, selection, a one-point history) and give ``clf`` the chosen head."""
+    t0 = time.monotonic()
+    views = 1 + cfg.augment_views
+    aug = augmenter(cfg.seed) if cfg.augment_views else None
+    maps = {"train": extract_features(clf.extractor, splits["train"].images, cfg.batch_size,
+                                      "features train", views, aug, cfg.cache_dir)}
+    for name in ("valid", "test"):
+        if name in splits and len(splits[name]):
+            maps[name] = extract_features(clf.extractor, splits[name].images, cfg.batch_size,
+                                          f"features {name}", cache_dir=cfg.cache_dir)
+    result.timing["features_s"] = time.monotonic() - t0
+    result.features = {k: v[:, 0] for k, v in maps.items()}
+    fit_on = [s for s in ("train", "valid") if s in maps]
+    rows, labels, groups, plain = [], [], [], []
+    offset = 0
+    for name in fit_on:
+        feats = pooled(maps[name])  # (n, views, d)
+        n, v = feats.shape[:2]
+        rows.append(feats.reshape(n * v, -1))
+        labels.append(np.repeat(splits[name].labels, v))
+        groups.append(np.repeat(np.arange(n) + offset, v))
+        plain.append(np.tile(np.arange(v) == 0, n))
+        offset += n
+    t1 = time.monotonic()
+    n_classes = int(clf.head.output.shape[-1])
+    sel = select_head(np.concatenate(rows), np.concatenate(labels), n_classes, seed=cfg.seed,
+                      groups=np.concatenate(groups),
+                      eval_rows=np.concatenate(plain), class_weights=cfg.class_weights,
+                      label_smoothing=cfg.label_smoothing)
+    seconds = time.monotonic() - t1
+    with_head(clf, keras_head(sel, n_classes))
+    result.selection = sel
+    result.timing["selection_s"] = seconds
+    result.phase_starts["head"] = 0
+    result.history = {"loss": list(sel.history)}
+    result.phases["head"] = PhaseResult({"loss": list(sel.history)}, len(sel.history), False, seconds,
+                                        offset / seconds if seconds > 0 else 0.0)

@@ -1,0 +1,117 @@
+"""`headstart audit` end to end (tiny backbone): findings, outputs, keep-list, train --exclude, S3."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from headstart.shared.runtime.cli import main
+from tests.helpers import TINY, copy_tree, encode
+
+# The untrained tiny backbone embeds everything alike: only exact copies count as duplicates.
+STRICT = ["--duplicate-threshold", "0.99999", "--leakage-threshold", "0.99999"]
+
+
+@pytest.fixture(scope="module")
+def planted(shapes_dataset: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The shapes dataset plus a copy within a label, a copy across labels and unhealthy files."""
+    root = tmp_path_factory.mktemp("planted") / "ds"
+    shutil.copytree(shapes_dataset, root)
+    labels = sorted(p.name for p in root.iterdir() if p.is_dir())
+    rng = np.random.default_rng(0)
+    shutil.copy(root / labels[0] / "0000.jpg", root / labels[0] / "dup.jpg")
+    shutil.copy(root / labels[0] / "0001.jpg", root / labels[1] / "conflict.jpg")
+    (root / labels[1] / "tiny.png").write_bytes(encode(rng.integers(0, 255, (10, 12, 3), dtype=np.uint8), "PNG"))
+    (root / labels[2] / "flat.png").write_bytes(encode(np.full((64, 64, 3), 128, np.uint8), "PNG"))
+    (root / labels[2] / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (root / labels[3] / "pano.png").write_bytes(encode(rng.integers(0, 255, (40, 400, 3), dtype=np.uint8), "PNG"))
+    return str(root)
+
+
+def _rows(text: str) -> dict[str, dict]:
+    return {r["key"]: r for r in csv.DictReader(io.StringIO(text))}
+
+
+@pytest.fixture(scope="module")
+def audited(planted: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("audit") / "out"
+    assert main(["audit", planted, "--out", str(out), *TINY, *STRICT, "--folds", "3", "--gallery", "5"]) == 0
+    return out
+
+
+def test_audit_finds_what_was_planted(audited: Path, planted: str) -> None:
+    labels = sorted(p.name for p in Path(planted).iterdir() if p.is_dir())
+    rows = _rows((audited / "audit.csv").read_text())
+    issues = {k: set(r["issues"].split(";")) - {""} for k, r in rows.items()}
+    assert "duplicate" in issues[f"{labels[0]}/dup.jpg"] or "duplicate" in issues[f"{labels[0]}/0000.jpg"]
+    assert "conflict" in issues[f"{labels[1]}/conflict.jpg"] and "conflict" in issues[f"{labels[0]}/0001.jpg"]
+    assert "tiny" in issues[f"{labels[1]}/tiny.png"]
+    assert "near_constant" in issues[f"{labels[2]}/flat.png"]
+    assert issues[f"{labels[2]}/broken.jpg"] == {"unreadable"} and rows[f"{labels[2]}/broken.jpg"]["error"]
+    assert "extreme_aspect" in issues[f"{labels[3]}/pano.png"]
+    pano = f"{labels[3]}/pano.png"
+    assert rows[pano]["keep"] == ("0" if issues[pano] - {"extreme_aspect"} else "1")
+    for r in rows.values():  # every readable image has a suggestion and scores
+        if r["error"] == "":
+            assert r["suggested_label"] in labels and 0 <= float(r["label_score"]) <= 1
+    keep = _rows((audited / "keep.csv").read_text())
+    assert set(keep) == set(rows) and keep[f"{labels[2]}/broken.jpg"]["keep"] == "0"
+    summary = json.loads((audited / "summary.json").read_text())
+    assert summary["images"] == len(rows) == 16 * 4 + 6 and summary["readable"] == len(rows) - 1
+    assert summary["findings"]["unreadable"] == 1 and summary["findings"]["conflict"] >= 2
+    assert summary["kept"] == sum(r["keep"] == "1" for r in rows.values())
+    assert summary["balance"]["counts"][labels[0]] == 17 and "5-fold" not in summary["probe"]
+    html = (audited / "report.html").read_text()
+    assert "Duplicates across labels" in html and "data:image/png;base64" in html and "Class balance" in html
+    manifest = json.loads((audited / "manifest.json").read_text())
+    assert {"audit.csv", "keep.csv", "summary.json", "report.html", "spec.yaml"} <= set(manifest["files"])
+
+
+def test_train_exclude_leaves_out_what_the_audit_dropped(audited: Path, planted: str, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(["train", planted, "--out", str(out), *TINY, "--epochs", "1", "--exclude", str(audited)]) == 0
+    trained = {r["key"] for r in csv.DictReader((out / "splits.csv").read_text().splitlines())}
+    dropped = {k for k, r in _rows((audited / "keep.csv").read_text()).items() if r["keep"] == "0"}
+    assert dropped and not trained & dropped
+    # the keep.csv itself works too
+    out2 = tmp_path / "run2"
+    assert main(["train", planted, "--out", str(out2), *TINY, "--epochs", "1", "--exclude",
+                 str(audited / "keep.csv")]) == 0
+
+
+def test_exclude_errors_are_clear(shapes_dataset: str, audited: Path, tmp_path: Path, capsys) -> None:
+    assert main(["train", shapes_dataset, "--out", str(tmp_path / "a"), *TINY, "--exclude", str(tmp_path)]) == 2
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.csv").write_text("key,keep,reasons\nnot/there.jpg,0,outlier\n")
+    assert main(["train", shapes_dataset, "--out", str(tmp_path / "b"), *TINY, "--exclude", str(other)]) == 2
+    (other / "keep.csv").write_text("key,keep\nx.jpg,maybe\n")
+    assert main(["train", shapes_dataset, "--out", str(tmp_path / "c"), *TINY, "--exclude", str(other)]) == 2
+
+
+def test_missing_cleanlab_exits_2_naming_the_extra(shapes_dataset: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "cleanlab", None)  # import now raises ImportError
+    out = tmp_path / "out"
+    assert main(["audit", shapes_dataset, "--out", str(out), *TINY]) == 2
+    assert "[audit]" in json.loads((out / "_FAILURE.json").read_text())["message"]
+    assert not (out / "manifest.json").exists()
+
+
+def test_audit_on_s3(planted: str, moto_server) -> None:
+    from headstart.shared.storage.store import open_store
+
+    data = copy_tree(planted, f"{moto_server.uri}/data")
+    out = f"{moto_server.uri}/audit"
+    assert main(["audit", data, "--out", out, *TINY, *STRICT, "--folds", "2"]) == 0
+    store = open_store(out)
+    summary = json.loads(store.read_text("summary.json"))
+    assert summary["findings"]["unreadable"] == 1 and summary["images"] == 70
+    assert "keep.csv" in json.loads(store.read_text("manifest.json"))["files"]
+    run = f"{moto_server.uri}/run"
+    assert main(["train", data, "--out", run, *TINY, "--epochs", "1", "--exclude", out]) == 0

@@ -1,0 +1,54 @@
+"""A rerun of train over a damaged checkpoint warns, falls back or restarts, and finishes."""
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from headstart.shared.model import training
+from headstart.shared.runtime.cli import main
+from tests.helpers import TINY
+
+ARGS = [*TINY, "--epochs", "3", "--patience", "10"]
+
+
+# The other kinds of damage are covered in tests/shared/model/test_checkpoints_corrupt.py.
+@pytest.mark.parametrize("damage", ["garbage-state", "truncated-weights"])
+def test_rerun_over_a_damaged_checkpoint_finishes(shapes_dataset, tmp_path: Path, monkeypatch,
+                                                  caplog, damage) -> None:
+    out = tmp_path / "run"
+    real_log = training._log_epoch
+
+    def log_then_sigterm(cfg, epoch, logs, rate, note):  # a spot interruption after epoch 2
+        real_log(cfg, epoch, logs, rate, note)
+        if epoch == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(training, "_log_epoch", log_then_sigterm)
+    assert main(["train", shapes_dataset, "--out", str(out), *ARGS]) == 75
+    monkeypatch.setattr(training, "_log_epoch", real_log)
+    ckpt = out / "checkpoint"
+    state, weights = ckpt / "state.json", ckpt / "head-e2.weights.npz"
+    if damage == "garbage-state":
+        state.write_bytes(os.urandom(300))
+    elif damage == "truncated-state":
+        state.write_bytes(state.read_bytes()[:40])
+    elif damage == "missing-weights":
+        weights.unlink()
+    else:
+        weights.write_bytes(weights.read_bytes()[:100])
+    with caplog.at_level("WARNING"):
+        assert main(["train", shapes_dataset, "--out", str(out), *ARGS]) == 0
+    assert (out / "manifest.json").is_file()
+    assert "falling back to head epoch 1" in caplog.text
+
+
+def test_a_checkpoint_with_nothing_usable_restarts_training(shapes_dataset, tmp_path: Path, caplog) -> None:
+    out = tmp_path / "run"
+    (out / "checkpoint").mkdir(parents=True)
+    (out / "checkpoint" / "state.json").write_text('{"phase": "head", "epo')
+    with caplog.at_level("WARNING"):
+        assert main(["train", shapes_dataset, "--out", str(out), *ARGS]) == 0
+    assert "no usable checkpoint" in caplog.text and (out / "manifest.json").is_file()

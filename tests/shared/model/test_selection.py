@@ -1,0 +1,106 @@
+"""Head selection by k-fold CV on pooled features: determinism, quality, folding, edge cases."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from headstart.shared.model.selection import (LINEAR_CHECKPOINTS, STEP_CHECKPOINTS, HeadChoice, keras_head, pooled,
+                                              select_head, stratified_folds)
+
+
+def _blobs(n_per: int, n_classes: int = 3, d: int = 40, spread: float = 2.5, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 1, (n_classes, d))
+    x = np.concatenate([c + rng.normal(0, spread, (n_per, d)) for c in centres])
+    y = np.repeat(np.arange(n_classes), n_per)
+    return np.abs(x).astype("float32") * 0.5 + x.astype("float32"), y  # nonnegative-ish like ReLU features
+
+
+def test_deterministic_for_a_seed_and_records_why():
+    x, y = _blobs(20)
+    a = select_head(x, y, 3, seed=5)
+    b = select_head(x, y, 3, seed=5)
+    assert a.chosen == b.chosen and a.folds == 5
+    for wa, wb in zip(a.weights, b.weights):
+        np.testing.assert_array_equal(wa, wb)
+    doc = a.doc()
+    assert doc["summary"] == a.chosen.label() and "5-fold" in doc["reason"]
+    kinds = {row["kind"] for row in doc["candidates"]}
+    assert kinds == {"linear", "mlp"}  # small data: the hidden-layer heads compete too
+    assert {row["steps"] for row in doc["candidates"]} == set(STEP_CHECKPOINTS) | set(LINEAR_CHECKPOINTS)
+    best = doc["candidates"][0]
+    assert all(best["cv_accuracy"] >= row["cv_accuracy"] for row in doc["candidates"])
+
+
+def test_matches_logistic_regression_on_held_out_data():
+    sklearn = pytest.importorskip("sklearn")
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = _blobs(60, spread=4.0, seed=1)
+    xt, yt = _blobs(200, spread=4.0, seed=1)  # same centres (same seed), fresh noise below
+    rng = np.random.default_rng(9)
+    xt = xt + rng.normal(0, 0.5, xt.shape).astype("float32")
+    sel = select_head(x, y, 3, seed=0)
+    layers = keras_head(sel, 3)
+    probs = np.asarray(layers[-1](layers[-2](xt[:, None, None, :]) if len(layers) == 3
+                                  else layers[0](xt[:, None, None, :])))
+    ours = float((probs.argmax(1) == yt).mean())
+    lr = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=[0.003, 0.01, 0.03, 0.1, 0.3, 1], max_iter=3000))
+    theirs = float(lr.fit(x, y).score(xt, yt))
+    assert sklearn and ours >= theirs - 0.03, (ours, theirs)
+
+
+def test_keras_head_reproduces_the_standardised_numpy_model():
+    x, y = _blobs(15, d=12)
+    sel = select_head(x, y, 3, seed=2)
+    layers = keras_head(sel, 3)
+    out = x[:, None, None, :]
+    for layer in layers:
+        out = layer(out)
+    xs = (x - sel.mean) / sel.scale
+    if sel.chosen.kind == "linear":
+        logits = xs @ sel.weights[0] + sel.weights[1]
+    else:
+        h = np.maximum(xs @ sel.weights[0] + sel.weights[1], 0)
+        logits = h @ sel.weights[2] + sel.weights[3]
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(out), expected, atol=2e-4)
+    assert [layer.name for layer in layers][0] == "head_pool" and layers[-1].name == "predictions"
+
+
+def test_too_few_images_to_cross_validate_fits_a_fixed_head_and_says_so():
+    x, y = _blobs(3)
+    x, y = x[:7], y[:7]  # label 2 has a single image
+    sel = select_head(x, y, 3, seed=0)
+    assert sel.folds == 1 and sel.chosen == HeadChoice(kind="linear", c=0.1, steps=200)
+    assert "too few to cross-validate" in sel.reason and sel.table == []
+
+
+def test_folds_are_stratified_and_views_of_one_image_share_a_fold():
+    labels = np.repeat([0, 1, 2], [10, 7, 3])
+    folds = stratified_folds(labels, 3, seed=4)
+    for label in (0, 1, 2):
+        counts = np.bincount(folds[labels == label], minlength=3)
+        assert counts.max() - counts.min() <= 1
+    x, y = _blobs(8, d=10)
+    views = np.repeat(x, 2, axis=0) + np.tile([[0.0], [0.01]], (len(x), 1)).astype("float32")
+    groups = np.repeat(np.arange(len(x)), 2)
+    plain = np.tile([True, False], len(x))
+    sel = select_head(views, np.repeat(y, 2), 3, seed=0, groups=groups, eval_rows=plain)
+    assert sel.folds == 5 and sel.chosen.kind in ("linear", "mlp")
+
+
+def test_class_weights_and_label_smoothing_change_the_fit():
+    x, y = _blobs(10, d=8)
+    plain = select_head(x, y, 3, seed=0)
+    weighted = select_head(x, y, 3, seed=0, class_weights=[5.0, 1.0, 1.0], label_smoothing=0.1)
+    assert not np.allclose(plain.weights[-1], weighted.weights[-1])
+
+
+def test_pooled_averages_space_in_chunks():
+    maps = np.arange(300 * 2 * 2 * 3, dtype="float16").reshape(300, 2, 2, 3)
+    np.testing.assert_allclose(pooled(maps), maps.astype("float32").mean(axis=(1, 2)))
+    assert pooled(maps[:, None]).shape == (300, 1, 3)
