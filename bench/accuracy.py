@@ -71,7 +71,8 @@ def run_logistic(x: np.ndarray, y: np.ndarray, xt: np.ndarray, k: int | None) ->
     return grid.predict(xt), f"C={grid.best_params_['logisticregression__C']:g}"
 
 
-def run_reference(maps: np.ndarray, y: np.ndarray, maps_test: np.ndarray, n_classes: int, seed: int) -> tuple[np.ndarray, str]:
+def run_reference(maps: np.ndarray, y: np.ndarray, maps_test: np.ndarray, n_classes: int,
+                  seed: int) -> tuple[np.ndarray, str]:
     """The reference head and epoch loop of ``--recipe reference`` on cached maps."""
     import keras
 
@@ -98,7 +99,9 @@ def run_reference(maps: np.ndarray, y: np.ndarray, maps_test: np.ndarray, n_clas
     tr = ArrayBatches(maps[~valid][:, None], y[~valid], bs, seed, has_views=True)
     va = ArrayBatches(maps[valid], y[valid], bs, seed, shuffle=False)
     with tempfile.TemporaryDirectory() as tmp:
-        phase = run_phase(model, tr, va, PhaseConfig("head", 20, 1e-3, 5), CheckpointStore(open_store(tmp), "bench"), None)
+        cfg = PhaseConfig(name="head", epochs=20, learning_rate=1e-3, patience=5, label_smoothing=0.0,
+                          class_weights=None)
+        phase = run_phase(model, tr, va, cfg, CheckpointStore(open_store(tmp), "bench"), None)
     return predict_arrays(model, maps_test, 256, "bench reference").argmax(1), f"best epoch {phase.best_epoch}"
 
 
@@ -124,7 +127,7 @@ def bench_task(data: dict, labels: list[str] | None, ks: list[int | None], seeds
     for k in ks:
         accs: dict[str, list[float]] = {m: [] for m in methods}
         notes: dict[str, list[str]] = {m: [] for m in methods}
-        secs: dict[str, float] = {m: 0.0 for m in methods}
+        secs: dict[str, float] = dict.fromkeys(methods, 0.0)
         for seed in seeds:
             tr, te = split_rows(y, k, seed)
             for m in methods:

@@ -78,9 +78,11 @@ def _compare(model, labels: list[str], files: list[tuple[bytes, str]]) -> dict:
     from headstart.shared.data.modelinput import resizer
     from headstart.shared.model.predict import predict_arrays
 
+    import tensorflow as tf
+
     resize = resizer(SIZE, model)
     decode_image(files[0][0])  # warm-up: imports and first-call costs stay out of the timing
-    full, scaled, truth, shrunk = [], [], [], 0
+    full, scaled, reference, truth, shrunk = [], [], [], [], 0
     t_full = t_scaled = 0.0
     for data, label in files:
         t0 = time.perf_counter()
@@ -93,13 +95,18 @@ def _compare(model, labels: list[str], files: list[tuple[bytes, str]]) -> dict:
         shrunk += shrink_factor(info.width, info.height, SIZE) > 1
         full.append(resize(a))
         scaled.append(resize(b))
+        # an antialiased view of the full decode: which of the two is the faithful picture?
+        reference.append(np.asarray(tf.image.resize(a.astype(np.float32), (SIZE, SIZE), antialias=True)))
         truth.append(labels.index(label))
     p_full = predict_arrays(model, np.stack(full), 32, "full")
     p_scaled = predict_arrays(model, np.stack(scaled), 32, "scaled")
+    p_ref = predict_arrays(model, np.stack(reference), 32, "reference")
     y = np.asarray(truth)
     return {"n": len(files), "shrunk_share": round(shrunk / len(files), 4),
             "top1_agreement": round(float((p_full.argmax(1) == p_scaled.argmax(1)).mean()), 4),
             "max_abs_dp": round(float(np.abs(p_full - p_scaled).max()), 4),
+            "agreement_full_vs_antialiased": round(float((p_full.argmax(1) == p_ref.argmax(1)).mean()), 4),
+            "agreement_scaled_vs_antialiased": round(float((p_scaled.argmax(1) == p_ref.argmax(1)).mean()), 4),
             "accuracy_full": round(float((p_full.argmax(1) == y).mean()), 4),
             "accuracy_scaled": round(float((p_scaled.argmax(1) == y).mean()), 4),
             "decode_speedup": round(t_full / max(t_scaled, 1e-9), 2)}
@@ -108,6 +115,8 @@ def _compare(model, labels: list[str], files: list[tuple[bytes, str]]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small run (under a minute)")
+    parser.add_argument("--per-label", type=int, help="training images per label (default 100; quick 6)")
+    parser.add_argument("--limit", type=int, help="images compared (default 1500; quick 40)")
     parser.add_argument("--shared", help="the handed material folder (default: ../shared beside the repo)")
     args = parser.parse_args()
     quiet()
@@ -121,6 +130,7 @@ def main() -> None:
     import keras
 
     per_label, limit = (6, 40) if args.quick else (100, 1500)
+    per_label, limit = args.per_label or per_label, args.limit or limit
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-agree-") as tmp:
         run = Path(tmp) / "run"

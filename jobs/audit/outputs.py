@@ -5,7 +5,6 @@ import csv
 import io
 import logging
 
-import numpy as np
 
 from headstart.jobs.audit.spec import AuditSpec
 from headstart.shared.report import html as report
@@ -89,7 +88,8 @@ def _gallery(decoded, rows, items, limit: int) -> str:
             if decoded[j].thumb is None:
                 continue
             r = rows[j]
-            suggestion = f" → {r['suggested_label']}" if r["suggested_label"] and r["suggested_label"] != r["label"] else ""
+            better = r["suggested_label"] and r["suggested_label"] != r["label"]
+            suggestion = f" → {r['suggested_label']}" if better else ""
             tiles.append((decoded[j].thumb, f"{r['key']} · {r['label']}{suggestion} · {score:.3f}", None))
     return report.gallery(tiles) if tiles else "<p class='muted'>no thumbnails (unreadable files)</p>"
 
@@ -100,7 +100,7 @@ def write_outputs(spec: AuditSpec, out: RunOutput, index, decoded, ok, y, issues
     from headstart.shared.audit.keeplist import keep_csv
 
     rows, found = _flag_images(spec, index.labels, decoded, ok, issues, outliers, dups)
-    counts = {label: 0 for label in index.labels}
+    counts = dict.fromkeys(index.labels, 0)
     for d in decoded:
         counts[d.item.label] += 1
     summary = {"dataset": spec.dataset, "layout": index.layout, "images": len(decoded), "readable": len(ok),
@@ -116,7 +116,7 @@ def write_outputs(spec: AuditSpec, out: RunOutput, index, decoded, ok, y, issues
     rep = report.Report(f"Audit: {spec.dataset}", f"{spec.backbone} · {len(decoded)} images · "
                         f"{summary['kept']} kept · probe {issues.probe}")
     rep.add("Summary", report.cards({"images": len(decoded), "kept": summary["kept"],
-                                     **{f: n for f, n in summary["findings"].items()}}))
+                                     **dict(summary["findings"])}))
     rep.add("Class balance", report.table(["label", "images"], sorted(counts.items())) +
             f"<p>largest/smallest: {summary['balance']['max_min_ratio']}; under a quarter of the mean: "
             f"{report.esc(', '.join(summary['balance']['underrepresented']) or 'none')}</p>")
@@ -127,7 +127,8 @@ def write_outputs(spec: AuditSpec, out: RunOutput, index, decoded, ok, y, issues
               "tiny": "Tiny images", "extreme_aspect": "Extreme aspect ratio", "near_constant": "Near-constant images"}
     for f in FINDINGS:
         if f == "unreadable" and found[f]:
-            rep.add(titles[f], report.table(["key", "error"], [(rows[i]["key"], rows[i]["error"]) for i, _, _ in found[f]]))
+            errors = [(rows[i]["key"], rows[i]["error"]) for i, _, _ in found[f]]
+            rep.add(titles[f], report.table(["key", "error"], errors))
         elif found[f]:
             rep.add(f"{titles[f]}: {len(found[f])}", _gallery(decoded, rows, found[f], spec.gallery))
     out.write_text("report.html", rep.render())

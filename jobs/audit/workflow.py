@@ -49,8 +49,8 @@ def _decode(store: Store, item: Item, split: str, size: int, max_pixels: int) ->
     img = Image.fromarray(array)
     thumb = img.copy()
     thumb.thumbnail((THUMB, THUMB))
-    small = np.asarray(img.resize((64, 64), Image.BILINEAR), np.float32)
-    model_in = np.asarray(img.resize((size, size), Image.BILINEAR), np.uint8)
+    small = np.asarray(img.resize((64, 64), Image.Resampling.BILINEAR), np.float32)
+    model_in = np.asarray(img.resize((size, size), Image.Resampling.BILINEAR), np.uint8)
     return Decoded(item, split, model_in, encode_png(np.asarray(thumb)), w, h, float(small.std()))
 
 
@@ -77,7 +77,7 @@ def embed(spec: AuditSpec, decoded: list[Decoded], n_labels: int, size: int) -> 
 
     clf = assemble(build_backbone(spec.backbone, size, spec.weights), get_info(spec.backbone), size,
                    max(n_labels, 2))
-    images = np.stack([d.array for d in decoded])
+    images = np.stack([d.array for d in decoded if d.array is not None])
     maps = extract_features(clf.extractor, images, spec.batch_size, "features", cache_dir=spec.cache_dir)
     return pooled(maps[:, 0])
 

@@ -177,7 +177,10 @@ class Collector:
 def faithfulness_html(test: dict[str, Any], fraction: float, summary: dict[str, Any]) -> str:
     """The faithfulness section: the verdict, AUCs per map and margins with 95% intervals."""
     rows = [[curve, auc["map"], auc["random"], auc["centre"]] for curve, auc in test["auc"].items()]
-    margins = [[k.replace("_vs_", " vs "), m["mean"], f"[{m['low']:+.3f}, {m['high']:+.3f}]",
+    def signed(v: float) -> str:
+        return "0.000" if abs(v) < 5e-4 else f"{v:+.3f}"  # never "-0.000"
+
+    margins = [[k.replace("_vs_", " vs "), m["mean"], f"[{signed(m['low'])}, {signed(m['high'])}]",
                 "yes" if m["beats"] else "no"] for k, m in test["margin"].items()]
     return (f"<p><b>{report.esc(verdict(test))}</b></p>"
             "<p>Pixels are ranked by the map, then blurred from the top (<i>deletion</i>: the "

@@ -60,11 +60,11 @@ def _release_freed_memory() -> None:
             _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
         except (OSError, AttributeError):  # not glibc: nothing to do
             _LIBC = False
-    if _LIBC:
+    if isinstance(_LIBC, ctypes.CDLL):
         _LIBC.malloc_trim(0)
 
 
-_LIBC = None
+_LIBC: ctypes.CDLL | bool | None = None
 
 
 def declared_pixels(data: bytes, max_pixels: int) -> int:

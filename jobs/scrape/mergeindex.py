@@ -29,7 +29,7 @@ class MergeIndex:
         self.db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; "
                               "PRAGMA cache_size=-16000; PRAGMA temp_store=FILE;" + _SCHEMA)
 
-    def __enter__(self) -> "MergeIndex":
+    def __enter__(self) -> MergeIndex:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -48,7 +48,7 @@ class ScrapeSpec(SplitSettings, ShardSpec):
                             "pixels, checked before decoding (decompression bombs)")
     decode_budget_mpx: float = Field(64.0, gt=0, le=10_000, description="megapixels decoded at "
                                      "once across all downloads: bounds decode memory (measured "
-                                     "~10-12 bytes per pixel at peak, so 64 -> ~0.8 GB; an image "
+                                     "~15 bytes per pixel at peak, so 64 -> ~1 GB; an image "
                                      "above it decodes alone)")
     min_side: int = Field(PrepOptions.min_side, ge=1, description="refuse images whose shorter side is smaller")
     resize: int | None = Field(None, ge=8, le=16384, description="shrink so the longest side is "

@@ -108,7 +108,7 @@ def duplicates(emb: np.ndarray, y: np.ndarray, splits: list[str], dup: float, le
 
 def balance(counts: dict[str, int]) -> dict:
     """Class balance: counts, the largest/smallest ratio, labels under a quarter of the mean."""
-    values = [v for v in counts.values()]
+    values = list(counts.values())
     mean = float(np.mean(values)) if values else 0.0
     small = sorted(k for k, v in counts.items() if v < mean / 4)
     ratio = (max(values) / max(min(values), 1)) if values else 0.0

@@ -27,12 +27,12 @@ def auto_report(doc: dict[str, Any], lr_png: bytes | None, dataset: str) -> str:
                                        for k, v in doc["reasons"].items()) + "</ul>")
     spent = doc.get("budget")
     if spent:
-        rows = [("decode the scoring subsample", spent["decode_subsample_s"])]
-        rows += [(f"score {name}", sec) for name, sec in spent["candidates_s"].items()]
-        rows += [("learning-rate range test", spent["lr_range_test_s"]),
+        steps = [("decode the scoring subsample", spent["decode_subsample_s"])]
+        steps += [(f"score {name}", sec) for name, sec in spent["candidates_s"].items()]
+        steps += [("learning-rate range test", spent["lr_range_test_s"]),
                  ("search in all", spent["search_total_s"]),
                  ("left for training", spent["left_for_training_s"])]
-        report.add("Budget", table(["step", "seconds"], rows)
+        report.add("Budget", table(["step", "seconds"], steps)
                    + f"<p class='muted'>Budget {spent['budget_s']:.0f}s; decoding and the search may "
                      f"use {spent['search_share_s']:.0f}s of it: a candidate still being scored at "
                      "that point stops extracting and is scored on the images it has.</p>")

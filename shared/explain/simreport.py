@@ -99,4 +99,4 @@ def thumbnail(image, side: int = 72) -> bytes:
     from headstart.shared.data.modelinput import to_uint8
 
     return encode_png(np.asarray(Image.fromarray(to_uint8(np.asarray(image))).resize((side, side),
-                                                                                     Image.BILINEAR)))
+                                                                                     Image.Resampling.BILINEAR)))

@@ -74,6 +74,7 @@ class Selection:
     def folded(self) -> list[np.ndarray]:
         """Weights for raw pooled features: the standardisation folded into the first layer."""
         w, b = self.weights[0], self.weights[1]
+        assert self.scale is not None and self.mean is not None, "a fitted selection has both"
         w_raw = w / self.scale[:, None]
         b_raw = b - (self.mean / self.scale) @ w
         return [w_raw.astype("float32"), b_raw.astype("float32"), *[x.astype("float32") for x in self.weights[2:]]]
@@ -178,7 +179,8 @@ def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _families(n: int, d: int, k: int) -> tuple[list[tuple[str, int, tuple[float, ...]]], list[str]]:
     """Candidate families, and the ones left out for cost (a fixed rule: machine-independent)."""
-    fams, skipped = [("linear", 0, C_GRID)], []
+    fams: list[tuple[str, int, tuple[float, ...]]] = [("linear", 0, C_GRID)]
+    skipped: list[str] = []
     for w in MLP_WIDTHS:
         cost = k * len(MLP_C_GRID) * n * d * w * max(STEP_CHECKPOINTS)
         if cost <= MLP_BUDGET:
@@ -250,7 +252,8 @@ def select_head(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int, grou
     k = int(min(folds, counts[counts > 0].min())) if counts.any() else 0
     if k < 2:
         chosen = HeadChoice(kind="linear", c=0.1, steps=200)
-        reason = f"a label has {int(counts[counts > 0].min())} image(s): too few to cross-validate; fixed {chosen.label()}"
+        reason = (f"a label has {int(counts[counts > 0].min())} image(s): too few to cross-validate; "
+                  f"fixed {chosen.label()}")
         return _refit(x, y, n_classes, chosen, 1, reason, [], seed, class_weights, label_smoothing)
     images = np.unique(groups)
     fold_of_image = stratified_folds(per_image[images], k, seed)
@@ -286,9 +289,10 @@ def _refit(x, y, n_classes, chosen: HeadChoice, k: int, reason: str, table: list
     checkpoints = tuple(s for s in STEP_CHECKPOINTS if s < chosen.steps) + (chosen.steps,)
     history, params = [], None
     lam = np.array([1.0 / (chosen.c * len(y))])
-    for _, params, loss in _fit(chosen.kind, chosen.width, lam, xs, _targets(y, n_classes, label_smoothing),
+    for _, params, loss in _fit(chosen.kind, chosen.width, lam, xs, _targets(y, n_classes, label_smoothing),  # noqa: B007 - the last params are kept
                                 _row_weights(y, class_weights)[None], seed, checkpoints):
         history.append(float(loss[0]))
+    assert params is not None, "_fit yields at every checkpoint"
     if chosen.kind == "linear":
         weights = [params[0], params[1]]
     else:
@@ -344,8 +348,10 @@ def cross_val_probs(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int, 
     inside = np.stack([fold != f for f in range(k)])
     lam = np.array([1.0 / (c * max(inside[f].sum(), 1)) for f in range(k)])
     params = None
-    for _, params, _ in _fit("linear", 0, lam, xs, _targets(y, n_classes, 0.0), inside.astype(np.float32),
+    for _, params, _ in _fit("linear", 0, lam, xs, _targets(y, n_classes, 0.0),  # noqa: B007 - the last params
+                             inside.astype(np.float32),
                              seed, (steps,)):
         pass
+    assert params is not None, "_fit yields at every checkpoint"
     probs = _predict("linear", params, xs, n_classes)  # (k, n, classes)
     return probs[fold, np.arange(len(y))]

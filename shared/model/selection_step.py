@@ -46,7 +46,8 @@ def selected_head(clf: Classifier, splits: dict[str, LoadedSplit], cfg, result) 
         offset += n
     t1 = time.monotonic()
     n_classes = int(clf.head.output.shape[-1])
-    sel = select_head(np.concatenate(rows), np.concatenate(labels), n_classes, seed=cfg.seed, groups=np.concatenate(groups),
+    sel = select_head(np.concatenate(rows), np.concatenate(labels), n_classes, seed=cfg.seed,
+                      groups=np.concatenate(groups),
                       eval_rows=np.concatenate(plain), class_weights=cfg.class_weights,
                       label_smoothing=cfg.label_smoothing)
     seconds = time.monotonic() - t1

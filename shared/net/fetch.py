@@ -205,8 +205,12 @@ def _open(target: Target, allow: AllowList, deadline: float,
             conn.release()
             continue
         # Re-check the address the socket is really connected to (defence in depth).
-        peer = conn.raw_sock.getpeername()[0]
-        check_address(target, ipaddress.ip_address(peer.split("%")[0]), allow)
+        try:
+            peer = conn.raw_sock.getpeername()[0]
+            check_address(target, ipaddress.ip_address(peer.split("%")[0]), allow)
+        except BaseException:
+            conn.release()
+            raise
         return conn
     raise last if last else _Failure("connection_error", f"no address for {target.host}")
 

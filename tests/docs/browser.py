@@ -38,7 +38,7 @@ _SCRIPT = """<script>window.addEventListener('load', function () {
              scroll_width: root.scrollWidth, client_width: root.clientWidth};
   var pre = document.createElement('pre'); pre.id = '%s';
   pre.textContent = JSON.stringify(out); document.body.appendChild(pre);
-});</script>""" % MARK
+});</script>""" % MARK  # noqa: UP031 - the JS braces would need doubling in a format string
 
 
 def chromium() -> str | None:

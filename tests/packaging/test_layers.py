@@ -10,10 +10,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 # package -> the Headstart packages it may import (besides itself). Keep in step with
 # ARCHITECTURE.md's table.
-RUNTIME_BOUNDARY = {"shared/runtime/cli.py", "shared/runtime/runner.py", "shared/runtime/specs.py"}
+RUNTIME_BOUNDARY = {"shared/runtime/cli.py", "shared/runtime/runner.py", "shared/runtime/specs.py",
+                    "shared/runtime/preflight.py"}
 ALLOWED = {
     "shared/runtime": set(),
-    "shared/runtime(boundary)": {"shared/storage"},
+    "shared/runtime(boundary)": {"shared/storage", "shared/model"},  # preflight checks backbones
     "shared/storage": {"shared/runtime"},
     "shared/report": {"shared/runtime"},
     "shared/data": {"shared/runtime", "shared/storage"},
@@ -21,9 +22,11 @@ ALLOWED = {
     "shared/model": {"shared/runtime", "shared/storage", "shared/data", "shared/report"},
     "shared/auto": {"shared/runtime", "shared/storage", "shared/data", "shared/model", "shared/report"},
     "shared/explain": {"shared/runtime", "shared/storage", "shared/data", "shared/model", "shared/report"},
+    "shared/audit": {"shared/runtime", "shared/storage", "shared/data", "shared/model", "shared/explain",
+                     "shared/report"},
     "shared": {"shared/runtime"},  # shared/__main__.py
     "jobs": {"shared/runtime", "shared/storage", "shared/data", "shared/net", "shared/model",
-             "shared/auto", "shared/explain", "shared/report"},
+             "shared/auto", "shared/explain", "shared/report", "shared/audit"},
     "infra/trigger": set(),  # ships alone to Lambda
     "infra/cloud": {"shared/runtime", "shared/storage", "infra/trigger"},
     "infra/commands": {"shared/runtime", "infra/cloud"},
@@ -39,6 +42,7 @@ FORBIDDEN = {
     "shared/model": {"boto3", "botocore"},
     "shared/auto": {"boto3", "botocore"},
     "shared/explain": {"boto3", "botocore"},
+    "shared/audit": {"boto3", "botocore"},
     "infra/trigger": {"tensorflow", "keras", "numpy"},
 }
 

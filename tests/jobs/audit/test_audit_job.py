@@ -68,7 +68,8 @@ def test_audit_finds_what_was_planted(audited: Path, planted: str) -> None:
     assert "near_constant" in issues[f"{labels[2]}/flat.png"]
     assert issues[f"{labels[2]}/broken.jpg"] == {"unreadable"} and rows[f"{labels[2]}/broken.jpg"]["error"]
     assert "extreme_aspect" in issues[f"{labels[3]}/pano.png"]
-    assert rows[f"{labels[3]}/pano.png"]["keep"] == ("0" if issues[f"{labels[3]}/pano.png"] - {"extreme_aspect"} else "1")
+    pano = f"{labels[3]}/pano.png"
+    assert rows[pano]["keep"] == ("0" if issues[pano] - {"extreme_aspect"} else "1")
     for r in rows.values():  # every readable image has a suggestion and scores
         if r["error"] == "":
             assert r["suggested_label"] in labels and 0 <= float(r["label_score"]) <= 1
@@ -91,7 +92,7 @@ def test_train_exclude_leaves_out_what_the_audit_dropped(audited: Path, planted:
     (folder / "keep.csv").write_text(_health_only((audited / "keep.csv").read_text()))
     out = tmp_path / "run"
     assert main(["train", planted, "--out", str(out), *TINY, "--epochs", "1", "--exclude", str(folder)]) == 0
-    trained = {r["key"] for r in csv.DictReader(open(out / "splits.csv"))}
+    trained = {r["key"] for r in csv.DictReader((out / "splits.csv").read_text().splitlines())}
     dropped = {k for k, r in _rows((folder / "keep.csv").read_text()).items() if r["keep"] == "0"}
     assert len(dropped) >= 4 and not trained & dropped  # unreadable, tiny, constant, a copy
     # the keep.csv file itself works too

@@ -13,7 +13,7 @@ from tests.helpers import TINY
 def test_pooled_cache_equals_spatial_cache_without_dropout(shapes_dataset: str, tmp_path: Path,
                                                            caplog) -> None:
     caplog.set_level("INFO")
-    args = ["--epochs", "3", "--dropout", "0", "--patience", "10"]
+    args = ["--recipe", "reference", "--epochs", "3", "--dropout", "0", "--patience", "10"]
     assert main(["train", shapes_dataset, "--out", str(tmp_path / "pooled"), *TINY, *args]) == 0
     assert "caching pooled feature statistics" in caplog.text
     caplog.clear()

@@ -12,7 +12,8 @@ from headstart.shared.runtime.cli import main
 from tests.helpers import TINY, failure
 
 OUTPUTS = {"model.keras", "labels.json", "history.json", "training_curves.png", "metrics.json",
-           "spec.yaml", "skipped.csv", "splits.csv", "manifest.json", "report.html", "calibration.json", "reliability.png"}
+           "spec.yaml", "skipped.csv", "splits.csv", "manifest.json", "report.html", "calibration.json",
+           "reliability.png"}
 
 
 def test_outputs_and_manifest(trained_run: str) -> None:

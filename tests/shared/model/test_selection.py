@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from headstart.shared.model.selection import (LINEAR_CHECKPOINTS, STEP_CHECKPOINTS, HeadChoice, keras_head, pooled, select_head,
-                                              stratified_folds)
+from headstart.shared.model.selection import (LINEAR_CHECKPOINTS, STEP_CHECKPOINTS, HeadChoice, keras_head, pooled,
+                                              select_head, stratified_folds)
 
 
 def _blobs(n_per: int, n_classes: int = 3, d: int = 40, spread: float = 2.5, seed: int = 0):

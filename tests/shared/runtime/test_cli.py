@@ -55,13 +55,13 @@ def test_summary_line_on_stdout_and_json(fake_command, tmp_path, capsys):
                    "metric": "test accuracy", "value": 0.9125, "report": f"{out}/report.html"}
 
 
-def test_json_on_failure(fake_command, tmp_path, capsys):
+def test_json_on_failure(fake_command, tmp_path, capsys, caplog):
     out = str(tmp_path / "o")
     assert cli.main(["fake", "d", "--out", out, "--fail", "--json"]) == 2
     captured = capsys.readouterr()
     assert json.loads(captured.out) == {"job": "fake", "ok": False, "exit_code": 2, "out": out,
                                         "failure": f"{out}/_FAILURE.json"}
-    assert "bad data: 'x'" in captured.err
+    assert any("bad data: 'x'" in r.getMessage() for r in caplog.records)  # logs: stderr, not stdout
 
 
 def test_no_abbreviations_and_did_you_mean(fake_command, capsys):
