@@ -33,7 +33,8 @@ def cached_maps(dataset: str, weights: str, backbone: str = "mobilenet_v2", size
     from headstart.shared.model.features import extract_features
     from headstart.shared.storage.store import open_store
 
-    index = discover(dataset, SplitConfig(valid_fraction=0.0, test_fraction=0.0, seed=0, max_per_label=limit_per_label, min_per_label=1))
+    index = discover(dataset, SplitConfig(valid_fraction=0.0, test_fraction=0.0, seed=0,
+                                          max_per_label=limit_per_label, min_per_label=1))
     items = [i for split in index.splits.values() for i in split]
     clf = assemble(build_backbone(backbone, size, weights), get_info(backbone), size, len(index.labels))
     split = load_split(open_store(dataset), "all", items, index.labels, size)
