@@ -4,7 +4,7 @@ A loopback server (stdlib, in this process) serves N distinct JPEGs (640x480 by 
 same URL list is fetched, with the same resize (longest side 256), by:
 
 * ``ceiling``: plain concurrent GETs (no checks, no decoding, nothing stored);
-* ``headstart``: ``python -m shared scrape`` with every check on (SSRF guard, sniffing, bomb
+* ``headstart``: ``python -m headstart.shared scrape`` with every check on (SSRF guard, sniffing, bomb
   guard, full decode, dedupe, resumable records, split, manifest);
 * ``img2dataset``: the PyPI package, installed by this script into its own venv (never a
   project dependency); null with a reason when it cannot be installed.
@@ -147,7 +147,7 @@ def run_ceiling(port: int, n: int, concurrency: int) -> dict:
 
 
 def run_headstart(urls: Path, out: Path, port: int, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, "-m", "shared", "scrape", str(urls), "--out", str(out),
+    cmd = [sys.executable, "-m", "headstart.shared", "scrape", str(urls), "--out", str(out),
            "--allow-loopback", f"127.0.0.1:{port}", "--resize", str(args.resize),
            "--concurrency", str(args.concurrency), "--timeout", "60", "--min-side", "8"]
     if args.decode_workers is not None:

@@ -27,7 +27,7 @@ def test_sigterm_during_slow_downloads_returns_promptly(hostile, tmp_path: Path)
     rows = [(hostile.url(f"/trickle-headers?interval=0.5&n={i}"), "a") for i in range(4)]
     urls = write_list(tmp_path / "u.csv", rows)
     out = tmp_path / "o"
-    cmd = [sys.executable, "-m", "shared", "scrape", urls, "--out", str(out), "--allow-loopback",
+    cmd = [sys.executable, "-m", "headstart.shared", "scrape", urls, "--out", str(out), "--allow-loopback",
            hostile.allow, "--concurrency", "4", "--decode-workers", "0", "--timeout", "120",
            "--retries", "5"]
     hostile.hits.clear()

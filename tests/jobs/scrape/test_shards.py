@@ -64,7 +64,7 @@ def test_remerge_with_another_seed_moves_images_and_converges(image_server, tmp_
 def test_a_killed_run_resumes_to_the_same_dataset(image_server, tmp_path: Path) -> None:
     urls = write_list(tmp_path / "u.csv", _rows(image_server, n=60, delay=0.04))
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "shared", "scrape", urls, "--out", str(out), "--allow-loopback",
+    cmd = [sys.executable, "-m", "headstart.shared", "scrape", urls, "--out", str(out), "--allow-loopback",
            image_server.allow, "--concurrency", "2", "--checkpoint-every", "4", "--decode-workers", "0",
            "--timeout", "2"]
     proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.DEVNULL)
@@ -89,7 +89,7 @@ def test_a_killed_run_resumes_to_the_same_dataset(image_server, tmp_path: Path) 
 def test_sigterm_stops_cleanly_with_exit_75_and_resumes(image_server, tmp_path: Path) -> None:
     urls = write_list(tmp_path / "u.csv", _rows(image_server, n=60, delay=0.04))
     out = tmp_path / "o"
-    cmd = [sys.executable, "-m", "shared", "scrape", urls, "--out", str(out), "--allow-loopback",
+    cmd = [sys.executable, "-m", "headstart.shared", "scrape", urls, "--out", str(out), "--allow-loopback",
            image_server.allow, "--concurrency", "2", "--decode-workers", "0"]
     proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.DEVNULL)
     while sum(image_server.httpd.hits.values()) < 6:

@@ -56,7 +56,7 @@ def test_sigterm_then_rerun_resumes_and_matches_uninterrupted(shapes_dataset: st
 
 def test_real_sigterm_to_subprocess_exits_75(shapes_dataset: str, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "shared", "train", shapes_dataset, "--out", str(out), *TINY,
+    cmd = [sys.executable, "-m", "headstart.shared", "train", shapes_dataset, "--out", str(out), *TINY,
            "--recipe", "reference", "--epochs", "500", "--patience", "500"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
