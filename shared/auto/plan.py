@@ -70,11 +70,14 @@ def _scoring_data(req: AutoRequest, index: DatasetIndex) -> ScoringData:
 def budget_use(budget_s: float, decode_s: float, scores: list[Score], lr_s: float,
                total_s: float) -> dict[str, Any]:
     """How the budget was spent: seconds per step of the search, and what is left to train."""
-    return {"budget_s": round(budget_s, 1), "search_share_s": round(SEARCH_SHARE * budget_s, 1),
-            "decode_subsample_s": round(decode_s, 1),
-            "candidates_s": {s.name: round(s.seconds, 1) for s in scores},
-            "lr_range_test_s": round(lr_s, 1), "search_total_s": round(total_s, 1),
-            "left_for_training_s": round(budget_s - total_s, 1)}
+    def s(x: float) -> float:  # 3 decimals: a sub-second budget must not round up past itself
+        return round(x, 3)
+
+    return {"budget_s": s(budget_s), "search_share_s": s(SEARCH_SHARE * budget_s),
+            "decode_subsample_s": s(decode_s),
+            "candidates_s": {sc.name: s(sc.seconds) for sc in scores},
+            "lr_range_test_s": s(lr_s), "search_total_s": s(total_s),
+            "left_for_training_s": s(budget_s - total_s)}
 
 
 def budget_warnings(budget_s: float, searched_s: float, decode_s: float) -> list[str]:

@@ -11,7 +11,7 @@ from headstart.shared.model import training
 from headstart.shared.runtime.cli import main
 from tests.helpers import TINY
 
-ARGS = [*TINY, "--epochs", "3", "--patience", "10"]
+ARGS = [*TINY, "--epochs", "3", "--patience", "10", "--recipe", "reference"]  # the epoch loop checkpoints
 
 
 # The other kinds of damage are covered in tests/shared/model/test_checkpoints_corrupt.py.
