@@ -180,6 +180,9 @@ def faithfulness_html(test: dict[str, Any], fraction: float, summary: dict[str, 
     def signed(v: float) -> str:
         return "0.000" if abs(v) < 5e-4 else f"{v:+.3f}"  # never "-0.000"
 
+    def plain(v: float) -> str:
+        return "0.000" if abs(v) < 5e-4 else f"{v:.3f}"
+
     margins = [[k.replace("_vs_", " vs "), m["mean"], f"[{signed(m['low'])}, {signed(m['high'])}]",
                 "yes" if m["beats"] else "no"] for k, m in test["margin"].items()]
     return (f"<p><b>{report.esc(verdict(test))}</b></p>"
@@ -191,5 +194,5 @@ def faithfulness_html(test: dict[str, Any], fraction: float, summary: dict[str, 
             + report.table(["curve", "Grad-CAM AUC", "random AUC", "centre AUC"], rows)
             + report.table(["margin (positive: the map is better)", "mean", "95% interval", "beats"], margins)
             + f"<p class='muted'>Blurring the map's top {fraction:.0%} lowers the target probability "
-            f"by {summary['mean_drop_top']:.3f} on average (random: {summary['mean_drop_random']:.3f}, "
-            f"centre: {summary['mean_drop_centre']:.3f}).</p>")
+            f"by {plain(summary['mean_drop_top'])} on average (random: {plain(summary['mean_drop_random'])}, "
+            f"centre: {plain(summary['mean_drop_centre'])}).</p>")

@@ -95,3 +95,4 @@ def test_no_internal_fields_or_duplicates(runs: dict[str, Path]) -> None:
     assert "shard 0" not in gradcam and "mean_faithfulness" not in gradcam and "-0.000" not in gradcam
     assert ">Class " not in gradcam  # the per-class sheets repeated every overlay
     assert re.search(r"The maps (beat|do not clearly beat) ", gradcam)
+
