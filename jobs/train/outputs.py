@@ -74,20 +74,28 @@ def _selection_comment(result: RecipeResult) -> str:
             f"# why: {sel.reason}\n")
 
 
-def _calibrate(out: RunOutput, metrics_doc: dict, splits: dict[str, LoadedSplit], probs: dict) -> None:
-    """Fit temperature scaling on the validation split: calibration.json, reliability.png and
-    ECE before/after in metrics.json (predict and evaluate apply the temperature)."""
+def _calibrate(out: RunOutput, metrics_doc: dict, splits: dict[str, LoadedSplit], probs: dict,
+               result: RecipeResult) -> None:
+    """Fit temperature scaling on probabilities the model was not fitted on: the validation
+    split (reference recipe), or out-of-fold probabilities of train+valid (default recipe,
+    which refits on both). Writes calibration.json, reliability.png and ECE before/after in
+    metrics.json (predict and evaluate apply the temperature)."""
     from headstart.shared.model import calibration as cal
 
     valid = splits.get("valid")
-    fitted = cal.fit(probs["valid"], valid.labels, "valid") if valid is not None and len(valid) \
-        and "valid" in probs else cal.Calibration()
+    held: tuple | None = None
+    if result.held_out is not None:
+        held = (*result.held_out, "train+valid out-of-fold")
+    elif result.selection is None and valid is not None and len(valid) and "valid" in probs:
+        held = (probs["valid"], valid.labels, "valid")
+    fitted = cal.fit(held[0], held[1], held[2]) if held is not None else cal.Calibration()
     out.write_text(cal.CALIBRATION_FILE, fitted.to_json())
-    if fitted.n and valid is not None:
-        out.write_bytes("reliability.png", cal.reliability_png(probs["valid"], valid.labels, fitted,
-                                                               "validation split"))
-        log.info("calibration: temperature %.3f, valid ECE %.4f -> %.4f", fitted.temperature,
-                 fitted.ece_before, fitted.ece_after)
+    if fitted.n and held is not None:
+        out.write_bytes("reliability.png", cal.reliability_png(held[0], held[1], fitted, held[2]))
+        log.info("calibration: temperature %.3f on %s, ECE %.4f -> %.4f", fitted.temperature,
+                 held[2], fitted.ece_before, fitted.ece_after)
+    elif result.selection is not None:
+        log.info("calibration: none (the chosen head has no out-of-fold probabilities; valid is in-sample)")
     metrics_doc["calibration"] = {k: getattr(fitted, k) for k in (
         "temperature", "fitted_on", "n", "ece_before", "ece_after", "nll_before", "nll_after")}
 
@@ -121,7 +129,7 @@ def write_outputs(run: TrainRun, clf: Classifier, result: RecipeResult) -> Summa
     labels_doc = {"labels": index.labels, "backbone": spec.backbone, "backbone_layer": BACKBONE_LAYER,
                   "image_size": clf.image_size, "preprocess": info.preprocess, "weights": spec.weights,
                   "input": "RGB uint8 or float 0-255, any size (resized inside the model)"}
-    _calibrate(out, metrics_doc, splits, split_probs)
+    _calibrate(out, metrics_doc, splits, split_probs, result)
     out.write_bytes(MODEL_FILE, _model_bytes(clf))
     out.write_json(LABELS_FILE, labels_doc)
     out.write_json(HISTORY_FILE, {"history": result.history, "phase_starts": result.phase_starts})

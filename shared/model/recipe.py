@@ -68,6 +68,9 @@ class RecipeResult:
     selection: Any = None  # selection.Selection of the default recipe (what was chosen and why)
     # The model that scores ``features`` (the head, or its pooled-statistics twin).
     scorer: keras.Model | None = None
+    # Out-of-sample (probabilities, labels) for calibration when valid was part of the fit
+    # (the default recipe refits on train+valid, so valid probabilities are in-sample).
+    held_out: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def default_batch_size(n_train: int) -> int:

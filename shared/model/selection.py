@@ -334,8 +334,9 @@ def pooled(maps: np.ndarray) -> np.ndarray:
 
 
 def cross_val_probs(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int, folds: int, c: float,
-                    steps: int) -> np.ndarray:
-    """Out-of-sample probabilities (n, classes) of k-fold linear heads (one matrix product for all folds)."""
+                    steps: int, kind: str = "linear", width: int = 0) -> np.ndarray:
+    """Out-of-sample probabilities (n, classes) of k-fold heads of one configuration (``kind``
+    linear | mlp; one matrix product for all folds)."""
     x = np.asarray(x, np.float32)
     y = np.asarray(y, np.int64)
     counts = np.bincount(y, minlength=n_classes)
@@ -348,10 +349,10 @@ def cross_val_probs(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int, 
     inside = np.stack([fold != f for f in range(k)])
     lam = np.array([1.0 / (c * max(inside[f].sum(), 1)) for f in range(k)])
     params = None
-    for _, params, _ in _fit("linear", 0, lam, xs, _targets(y, n_classes, 0.0),  # noqa: B007 - the last params
+    for _, params, _ in _fit(kind, width, lam, xs, _targets(y, n_classes, 0.0),  # noqa: B007 - the last params
                              inside.astype(np.float32),
                              seed, (steps,)):
         pass
     assert params is not None, "_fit yields at every checkpoint"
-    probs = _predict("linear", params, xs, n_classes)  # (k, n, classes)
+    probs = _predict(kind, params, xs, n_classes)  # (k, n, classes)
     return probs[fold, np.arange(len(y))]

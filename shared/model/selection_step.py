@@ -14,7 +14,7 @@ import numpy as np
 from headstart.shared.data.loading import LoadedSplit
 from headstart.shared.model.classifier import Classifier, with_head
 from headstart.shared.model.features import augmenter, extract_features
-from headstart.shared.model.selection import keras_head, pooled, select_head
+from headstart.shared.model.selection import cross_val_probs, keras_head, pooled, select_head
 from headstart.shared.model.training import PhaseResult
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,13 @@ def selected_head(clf: Classifier, splits: dict[str, LoadedSplit], cfg, result) 
                       groups=np.concatenate(groups),
                       eval_rows=np.concatenate(plain), class_weights=cfg.class_weights,
                       label_smoothing=cfg.label_smoothing)
+    # Calibration needs probabilities the head has not been fitted on: out-of-fold ones of
+    # the chosen configuration on the original (view-0) images.
+    keep = np.concatenate(plain)
+    x, y = np.concatenate(rows)[keep], np.concatenate(labels)[keep]
+    result.held_out = (cross_val_probs(x, y, n_classes, seed=cfg.seed, folds=sel.folds, c=sel.chosen.c,
+                                       steps=sel.chosen.steps, kind=sel.chosen.kind,
+                                       width=sel.chosen.width), y)
     seconds = time.monotonic() - t1
     with_head(clf, keras_head(sel, n_classes))
     result.selection = sel
