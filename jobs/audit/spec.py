@@ -5,6 +5,7 @@ from pydantic import Field, field_validator
 
 from headstart.shared.data.images import MAX_PIXELS
 from headstart.shared.runtime.specs import JobSpec
+from headstart.shared.runtime.specs import weights_value
 
 
 class AuditSpec(JobSpec):
@@ -39,10 +40,4 @@ class AuditSpec(JobSpec):
     @field_validator("weights")
     @classmethod
     def _weights(cls, value: str) -> str:
-        from headstart.shared.model.backbones import check_weights_arg
-        from headstart.shared.runtime.errors import UserError
-
-        try:
-            return check_weights_arg(value)
-        except UserError as exc:
-            raise ValueError(str(exc)) from None
+        return weights_value(value)

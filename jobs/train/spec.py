@@ -9,6 +9,7 @@ from headstart.shared.data.datasets import SplitConfig
 from headstart.shared.data.images import MAX_PIXELS
 from headstart.shared.data.splits import check_fractions
 from headstart.shared.runtime.specs import JobSpec
+from headstart.shared.runtime.specs import weights_value
 
 
 class TrainSpec(JobSpec):
@@ -65,13 +66,7 @@ class TrainSpec(JobSpec):
     @field_validator("weights")
     @classmethod
     def _weights(cls, value: str) -> str:
-        from headstart.shared.model.backbones import check_weights_arg
-        from headstart.shared.runtime.errors import UserError
-
-        try:
-            return check_weights_arg(value)
-        except UserError as exc:
-            raise ValueError(str(exc)) from None
+        return weights_value(value)
 
     @field_validator("class_weights", mode="before")
     @classmethod

@@ -195,3 +195,13 @@ def spec_from_args(spec_cls: type[S], args: argparse.Namespace,
     file_values = load_spec_file(ns["_spec_file"]) if ns.get("_spec_file") else {}
     cli = {k: v for k, v in ns.items() if k in spec_cls.model_fields and v is not None}
     return build_spec(spec_cls, file_values, env_values(spec_cls, os.environ if env is None else env), cli)
+
+
+def weights_value(value: str) -> str:
+    """The ``--weights`` check every backbone-taking spec shares, as a pydantic ValueError."""
+    from headstart.shared.model.backbones import check_weights_arg  # lazy: keeps TF out of the CLI
+
+    try:
+        return check_weights_arg(value)
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
