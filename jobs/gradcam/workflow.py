@@ -15,7 +15,6 @@ from headstart.jobs.gradcam.spec import GradcamSpec
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.data.imagesets import ImageRef
 from headstart.shared.storage.manifest import RunOutput
-from headstart.shared.storage.store import open_store
 
 log = logging.getLogger("headstart.gradcam")
 
@@ -46,14 +45,9 @@ def _label_of(refs: list[ImageRef], uri: str) -> str | None:
 
 
 def _output(spec: GradcamSpec) -> tuple[RunOutput, int, int]:
-    from headstart.shared.data.sharding import resolve_shard, shard_name
+    from headstart.shared.data.sharding import shard_output
 
-    index, count = resolve_shard(spec.shard, count=spec.shard_count)
-    root = open_store(spec.out)
-    store = root.child(shard_name(index, count)) if count > 1 else root
-    out = RunOutput(store, "gradcam")
-    out.unpublish()
-    return out, index, count
+    return shard_output(spec.out, "gradcam", spec.shard, spec.shard_count)
 
 
 def gradcam(spec: GradcamSpec):

@@ -13,7 +13,6 @@ import time
 from headstart.jobs.predict.spec import PredictSpec
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.storage.manifest import RunOutput
-from headstart.shared.storage.store import open_store
 
 log = logging.getLogger("headstart.predict")
 
@@ -21,14 +20,9 @@ THUMB = 96  # side of the gallery thumbnails
 
 
 def _output(spec: PredictSpec) -> tuple[RunOutput, int, int]:
-    from headstart.shared.data.sharding import resolve_shard, shard_name
+    from headstart.shared.data.sharding import shard_output
 
-    index, count = resolve_shard(spec.shard, count=spec.shard_count)
-    root = open_store(spec.out)
-    store = root.child(shard_name(index, count)) if count > 1 else root
-    out = RunOutput(store, "predict")
-    out.unpublish()
-    return out, index, count
+    return shard_output(spec.out, "predict", spec.shard, spec.shard_count)
 
 
 def predict(spec: PredictSpec) -> None:

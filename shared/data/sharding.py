@@ -86,3 +86,16 @@ class ShardSpec(JobSpec):
             except UserError as exc:
                 raise ValueError(str(exc)) from None
         return value
+
+
+def shard_output(out: str, job: str, shard: str | None, shard_count: int | None):
+    """The run output of this process's shard of ``job`` (``OUT/shard-…`` when sharded, else
+    ``OUT``), unpublished until its manifest is written; with the shard index and count."""
+    from headstart.shared.storage.manifest import RunOutput
+    from headstart.shared.storage.store import open_store
+
+    index, count = resolve_shard(shard, count=shard_count)
+    root = open_store(out)
+    run = RunOutput(root.child(shard_name(index, count)) if count > 1 else root, job)
+    run.unpublish()
+    return run, index, count
