@@ -77,3 +77,20 @@ def spec(server, urls: str, out: Path, **kw):
     from headstart.jobs.scrape.spec import ScrapeSpec
 
     return ScrapeSpec(urls=urls, out=str(out), allow_loopback=[server.allow], **{**FAST, **kw})
+
+
+def sigterm_after_epoch(monkeypatch, epoch: int) -> None:
+    """A spot interruption: SIGTERM this process right after ``epoch`` is logged."""
+    import os
+    import signal
+
+    from headstart.shared.model import training
+
+    real_log = training._log_epoch
+
+    def log_then_sigterm(cfg, done, logs, rate, note):
+        real_log(cfg, done, logs, rate, note)
+        if done == epoch:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(training, "_log_epoch", log_then_sigterm)

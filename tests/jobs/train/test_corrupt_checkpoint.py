@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import os
-import signal
 from pathlib import Path
 
 import pytest
 
-from headstart.shared.model import training
 from headstart.shared.runtime.cli import main
-from tests.helpers import TINY
+from tests.helpers import sigterm_after_epoch, TINY
 
 ARGS = [*TINY, "--epochs", "3", "--patience", "10", "--recipe", "reference"]  # the epoch loop checkpoints
 
@@ -19,16 +17,9 @@ ARGS = [*TINY, "--epochs", "3", "--patience", "10", "--recipe", "reference"]  # 
 def test_rerun_over_a_damaged_checkpoint_finishes(shapes_dataset, tmp_path: Path, monkeypatch,
                                                   caplog, damage) -> None:
     out = tmp_path / "run"
-    real_log = training._log_epoch
-
-    def log_then_sigterm(cfg, epoch, logs, rate, note):  # a spot interruption after epoch 2
-        real_log(cfg, epoch, logs, rate, note)
-        if epoch == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    monkeypatch.setattr(training, "_log_epoch", log_then_sigterm)
+    sigterm_after_epoch(monkeypatch, 2)  # a spot interruption after epoch 2
     assert main(["train", shapes_dataset, "--out", str(out), *ARGS]) == 75
-    monkeypatch.setattr(training, "_log_epoch", real_log)
+    monkeypatch.undo()
     ckpt = out / "checkpoint"
     state, weights = ckpt / "state.json", ckpt / "head-e2.weights.npz"
     if damage == "garbage-state":

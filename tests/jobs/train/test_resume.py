@@ -12,9 +12,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from headstart.shared.model import training
 from headstart.shared.runtime.cli import main
-from tests.helpers import TINY, failure
+from tests.helpers import sigterm_after_epoch, TINY, failure
 
 ARGS = [*TINY, "--recipe", "reference", "--epochs", "4", "--patience", "10", "--dropout", "0"]  # the epoch loop
 
@@ -29,21 +28,14 @@ def test_sigterm_then_rerun_resumes_and_matches_uninterrupted(shapes_dataset: st
     assert main(["train", shapes_dataset, "--out", str(straight), *ARGS]) == 0
 
     resumed = tmp_path / "resumed"
-    real_log = training._log_epoch
-
-    def log_then_sigterm(cfg, epoch, logs, rate, note):  # a spot interruption after epoch 2
-        real_log(cfg, epoch, logs, rate, note)
-        if epoch == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    monkeypatch.setattr(training, "_log_epoch", log_then_sigterm)
+    sigterm_after_epoch(monkeypatch, 2)  # a spot interruption after epoch 2
     assert main(["train", shapes_dataset, "--out", str(resumed), *ARGS]) == 75
     assert failure(resumed)["kind"] == "interrupted"
     assert not (resumed / "manifest.json").exists()
     state = json.loads((resumed / "checkpoint" / "state.json").read_text())
     assert state["epoch"] == 2
 
-    monkeypatch.setattr(training, "_log_epoch", real_log)
+    monkeypatch.undo()
     assert main(["train", shapes_dataset, "--out", str(resumed), *ARGS]) == 0
     assert not (resumed / "_FAILURE.json").exists()
     history = json.loads((resumed / "history.json").read_text())["history"]
