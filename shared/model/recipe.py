@@ -128,6 +128,12 @@ def _head_phase_data(clf: Classifier, splits: dict[str, LoadedSplit], cfg: Recip
     return model, tr, va
 
 
+def streams(cfg: RecipeConfig) -> bool:
+    """True when the recipe needs no pixels after the frozen base's one pass (default recipe,
+    fast path, no fine-tuning): decoding can then stream into that pass."""
+    return cfg.recipe == "default" and cfg.fast_path and not cfg.fine_tune_layers
+
+
 def unfreeze_top(backbone: keras.Model, n_layers: int) -> int:
     """Make the top ``n_layers`` weight-bearing layers trainable; BatchNorm stays frozen."""
     backbone.trainable = True
@@ -142,15 +148,18 @@ def unfreeze_top(backbone: keras.Model, n_layers: int) -> int:
 
 
 def fit(clf: Classifier, splits: dict[str, LoadedSplit], cfg: RecipeConfig,
-        ckpt: CheckpointStore) -> RecipeResult:
-    """Run the head phase and, when asked, the fine-tuning phase; resumes from ``ckpt``."""
+        ckpt: CheckpointStore, maps: dict[str, np.ndarray] | None = None) -> RecipeResult:
+    """Run the head phase and, when asked, the fine-tuning phase; resumes from ``ckpt``.
+
+    ``maps``: the default recipe's feature maps per split, when the caller computed them
+    (streamed splits hold no pixels); see :func:`streams`."""
     result = RecipeResult()
     resume: dict[str, Any] | None = ckpt.load_state()
     if cfg.recipe == "default":
         # Deterministic and seconds long: rerun on resume too, so the head matches the checkpoint.
         from headstart.shared.model.selection_step import selected_head
 
-        selected_head(clf, splits, cfg, result)
+        selected_head(clf, splits, cfg, result, maps)
     elif resume and resume.get("phase") == "fine_tune":
         log.info("head phase already complete: restoring its best weights")
         ckpt.restore_best("head", clf.head)
