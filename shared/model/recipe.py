@@ -128,12 +128,6 @@ def _head_phase_data(clf: Classifier, splits: dict[str, LoadedSplit], cfg: Recip
     return model, tr, va
 
 
-def streams(cfg: RecipeConfig) -> bool:
-    """True when the recipe needs no pixels after the frozen base's one pass (default recipe,
-    fast path, no fine-tuning): decoding can then stream into that pass."""
-    return cfg.recipe == "default" and cfg.fast_path and not cfg.fine_tune_layers
-
-
 def unfreeze_top(backbone: keras.Model, n_layers: int) -> int:
     """Make the top ``n_layers`` weight-bearing layers trainable; BatchNorm stays frozen."""
     backbone.trainable = True
@@ -152,7 +146,7 @@ def fit(clf: Classifier, splits: dict[str, LoadedSplit], cfg: RecipeConfig,
     """Run the head phase and, when asked, the fine-tuning phase; resumes from ``ckpt``.
 
     ``maps``: the default recipe's feature maps per split, when the caller computed them
-    (streamed splits hold no pixels); see :func:`streams`."""
+    (streamed splits hold no pixels; see ``headstart.jobs.train.stage``)."""
     result = RecipeResult()
     resume: dict[str, Any] | None = ckpt.load_state()
     if cfg.recipe == "default":
