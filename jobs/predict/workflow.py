@@ -49,11 +49,12 @@ def predict(spec: PredictSpec) -> Summary:
     log.info("predicting %d images (shard %d/%d, tta %s, temperature %.3g)", len(refs), shard,
              count, spec.tta, calibration.temperature)
     results = Predictions(trained.labels, calibration, spec.top_k, spec.min_confidence,
-                          spec.gallery_per_label)
+                          spec.gallery_per_label, thumb_size=THUMB)
     progress = Progress(len(refs), "predict", "img", log)
     t0 = time.monotonic()
     try:
-        decode = image_decoder(trained.image_size, THUMB, model=trained.model, min_side=spec.min_side)
+        # display_size 0: the decoded images themselves; thumbnails only of those the gallery keeps
+        decode = image_decoder(trained.image_size, 0, model=trained.model, min_side=spec.min_side)
         for batch_refs, probs, thumbs, skipped in stream_batches(
                 trained.model, refs, decode, spec.batch_size, spec.tta, spec.workers):
             for s in skipped:
