@@ -48,10 +48,11 @@ def mixed_set(root: Path, n: int, seed: int = 0) -> str:
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    sources = sorted(p for p in FLOWERS.rglob("*.jpg"))
-    picks = rng.choice(len(sources), size=n, replace=len(sources) < n)
-    for i, k in enumerate(picks):
-        src = sources[int(k)]
+    by_label = [sorted(d.glob("*.jpg")) for d in sorted(FLOWERS.iterdir()) if d.is_dir()]
+    by_label = [files for files in by_label if files]
+    for i in range(n):  # labels round-robin: every label gets n / labels images
+        files = by_label[i % len(by_label)]
+        src = files[int(rng.integers(len(files)))]
         size = (2000, 1500) if i % 5 == 0 else (640, 480)
         out = root / src.parent.name / f"{i:05d}.jpg"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -192,7 +193,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     # Quick: the 10-per-label flowers run is both the main row and the fixed-overhead row.
     flowers = _subset(work / "flowers", 10) if args.quick else str(FLOWERS)
-    mixed = mixed_set(work / "mixed", 20 if args.quick else args.mixed)
+    mixed = mixed_set(work / "mixed", 30 if args.quick else args.mixed)
     rows = [measure("flowers5" + ("-10" if args.quick else "-all"), flowers, True, args.peer_epochs, work),
             measure("mixed", mixed, False, args.peer_epochs, work)]
     small = measure("flowers5-10", _subset(work / "small", 10), False, 0, work) if not args.quick else rows[0]
