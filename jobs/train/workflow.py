@@ -39,7 +39,6 @@ def _prepare_output(spec: TrainSpec, fp: str) -> RunOutput | None:
     if is_published(out.store):
         previous = json.loads(out.store.read_text("manifest.json")).get("fingerprint")
         if previous == fp and not spec.overwrite:
-            log.info("%s already holds a published run of this spec: nothing to do", spec.out)
             return None
         if not spec.overwrite:
             raise UserError(f"{spec.out!r} already holds a published run of a different spec; "
@@ -51,6 +50,22 @@ def _prepare_output(spec: TrainSpec, fp: str) -> RunOutput | None:
         CheckpointStore(out.store, fp).clear()
     out.store.delete("_FAILURE.json")
     return out
+
+
+def _published(spec: TrainSpec, fp: str) -> bool:
+    """True when ``spec.out`` already holds a published run of this spec (and no --overwrite)."""
+    store = open_store(spec.out)
+    if spec.overwrite or not is_published(store):
+        return False
+    return json.loads(store.read_text("manifest.json")).get("fingerprint") == fp
+
+
+def _done(spec: TrainSpec) -> Summary:
+    from headstart.jobs.train.outputs import run_summary
+
+    log.info("%s already holds a published run of this spec: nothing to do", spec.out)
+    done = open_store(spec.out)
+    return run_summary(done.uri, json.loads(done.read_text("manifest.json")).get("metrics", {}))
 
 
 def _index(spec: TrainSpec):
@@ -110,6 +125,9 @@ def train(spec: TrainSpec) -> Summary:
     source: Prefetch | None = None
     built: tuple[Any, Any] | None = None
     index: DatasetIndex | None = None
+    fp = fingerprint(spec)
+    if _published(spec, fp):  # nothing to do: no model to build, nothing to decode
+        return _done(spec)
     if not spec.auto:  # auto checks each candidate's weights itself
         # Cheap checks only: the build below proves the weights fit (once, not twice).
         preflight.check_backbone(spec.backbone, spec.weights, size, build=False)
@@ -118,13 +136,9 @@ def train(spec: TrainSpec) -> Summary:
     try:
         if index is not None:
             built = _build(spec, info, size, len(index.labels), clock)
-        fp = fingerprint(spec)
         out = _prepare_output(spec, fp)
         if out is None:
-            from headstart.jobs.train.outputs import run_summary
-
-            done = open_store(spec.out)
-            return run_summary(done.uri, json.loads(done.read_text("manifest.json")).get("metrics", {}))
+            return _done(spec)
         STOP.cooperative = True  # SIGTERM now waits for a batch end and keeps the checkpoint
         if spec.auto:  # resolve into concrete parameters (auto off); evidence in auto.json
             from headstart.jobs.train.autostep import resolve_auto
