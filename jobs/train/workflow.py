@@ -94,7 +94,12 @@ def train(spec: TrainSpec) -> Summary:
         info = get_info(spec.backbone)
         size = resolve_size(info, spec.image_size)
     t0 = time.monotonic()
-    index, splits = _load(spec, size)
+    if spec.features:  # cached shards of `headstart features`: no decode, no backbone pass
+        from headstart.jobs.train.fromfeatures import load_cached
+
+        spec, index, splits = load_cached(spec, size)
+    else:
+        index, splits = _load(spec, size)
     decode_s = time.monotonic() - t0
     if spec.batch_size is None:  # resolved here, so spec.yaml records the value used
         from headstart.shared.model.recipe import default_batch_size
@@ -121,6 +126,10 @@ def _fit_and_write(run: TrainRun, info, size: int) -> Summary:
     with strategy.scope():
         backbone = build_backbone(spec.backbone, size, spec.weights)
         clf = assemble(backbone, info, size, len(index.labels), spec.head_width, spec.dropout)
+    if spec.features:  # the recipe's extractor becomes the identity over the cached features
+        from headstart.jobs.train.fromfeatures import use_cached
+
+        use_cached(clf, spec, run.splits)
     ckpt = CheckpointStore(out.store, fp)
     state = ckpt.load_state()
     if state and state.get("fingerprint") != fp:
