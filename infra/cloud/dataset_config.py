@@ -21,7 +21,8 @@ from headstart.shared.runtime.specs import format_validation_error
 # Sections of headstart.yaml -> the command whose spec validates them.
 SECTION_COMMANDS = {"scrape": "scrape", "train": "train", "evaluate": "evaluate", "gradcam": "gradcam"}
 # Set by the pipeline itself (inputs, outputs, sharding) or meaningless in the cloud.
-PIPELINE_OWNED = {"out", "shard", "shard_count", "allow_loopback", "overwrite", "cache_dir"}
+PIPELINE_OWNED = {"out", "shard", "shard_count", "allow_loopback", "overwrite", "cache_dir",
+                  "features"}  # train --features: the pipeline's features path sets it
 _JSON_TYPES = {"string", "integer", "number", "boolean", "null", "array"}
 
 
