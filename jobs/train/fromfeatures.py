@@ -52,7 +52,7 @@ def load_cached(spec: TrainSpec, size: int) -> tuple[TrainSpec, DatasetIndex, di
     for name, items in index.splits.items():
         kept = {item.key for item in items}
         mask = np.asarray([k in kept for k in keys[name]], bool)
-        feats = fs.spatial[name] if spec.recipe == "reference" else fs.pooled[name][:, 0, None, None, :]
+        feats = fs.spatial[name] if spec.recipe == "reference" else fs.pooled[name][:, None, None, :]
         if not mask.all():
             feats = feats[mask]
         splits[name] = LoadedSplit(name, feats, fs.labels[name][mask], [item.key for item in items],

@@ -169,7 +169,7 @@ class FeatureSet:
     uri: str
     meta: dict[str, Any]                       # features.json of shard 0 (all agree)
     index: DatasetIndex                        # the dataset as the shards split it (kept rows)
-    pooled: dict[str, np.ndarray] = field(default_factory=dict)   # split -> (n, 2, c) float16
+    pooled: dict[str, np.ndarray] = field(default_factory=dict)   # split -> (n, c) float16 pooled means
     spatial: dict[str, np.ndarray] = field(default_factory=dict)  # split -> (n, h, w, c), if stored
     labels: dict[str, np.ndarray] = field(default_factory=dict)   # split -> (n,) int32
     skipped: dict[str, list[Skipped]] = field(default_factory=dict)
@@ -230,8 +230,8 @@ def _fill(store: Store, name: str, meta: dict[str, Any], targets: dict[str, tupl
                             f"says {expected}: the shard is damaged; rerun it")
         arr = np.load(path, mmap_mode="r")
         for out, dest, src in targets.values():
-            if len(src):
-                out[dest] = arr[src]  # src ascends: the shard wrote its rows in split order
+            if len(src):  # src ascends: the shard wrote its rows in split order
+                out[dest] = arr[src, 0] if out.ndim == arr.ndim - 1 else arr[src]
 
 
 def read_feature_set(uri: str, *, spatial: bool, cache_dir: str | None = None) -> FeatureSet:
@@ -267,7 +267,8 @@ def read_feature_set(uri: str, *, spatial: bool, cache_dir: str | None = None) -
         fs.labels[split] = np.asarray([at[label] for *_, label in ordered], np.int32)
         plan[split] = (np.asarray([row[1] for row in ordered], np.int64),
                        np.asarray([row[2] for row in ordered], np.int64))
-    arrays = [(POOLED_FILE, fs.pooled, meta["pooled_shape"])]
+    # Only the pooled means are kept (the default head's input): half the memory of the stats.
+    arrays = [(POOLED_FILE, fs.pooled, meta["pooled_shape"][1:])]
     if spatial:
         arrays.append((SPATIAL_FILE, fs.spatial, meta["spatial_shape"]))
     for name, into, row_shape in arrays:

@@ -122,3 +122,20 @@ def test_reference_recipe_trains_from_spatial_shards(shapes_dataset: str, tmp_pa
                  "--epochs", "2", "--features", str(feat)]) == 0
     history = json.loads((run / "history.json").read_text())["history"]
     assert len(history["val_loss"]) == 2 and _metrics(run)["splits"]["test"]["n"] > 0
+
+
+def test_an_array_job_writes_shards_to_s3_and_train_reads_them_there(shapes_dataset: str, s3_bucket: str,
+                                                                    trained_run: str, monkeypatch) -> None:
+    from headstart.shared.storage.store import open_store
+
+    prefix = f"{s3_bucket}/run/features"
+    for child in ("0", "1"):  # what AWS Batch runs: one container per array index
+        monkeypatch.setenv("AWS_BATCH_JOB_ARRAY_INDEX", child)
+        assert main(["features", shapes_dataset, "--out", prefix, *TINY, "--shard-count", "2"]) == 0
+    monkeypatch.delenv("AWS_BATCH_JOB_ARRAY_INDEX")
+    keys = set(open_store(prefix).list())
+    assert {"shard-00000-of-00002/manifest.json", "shard-00001-of-00002/pooled.npy"} <= keys
+    model = f"{s3_bucket}/run/model"
+    assert main(["train", shapes_dataset, "--out", model, *TINY, "--epochs", "2", "--features", prefix]) == 0
+    metrics = json.loads(open_store(model).read_text("metrics.json"))
+    assert metrics["selection"]["chosen"] == _metrics(trained_run)["selection"]["chosen"]
