@@ -200,15 +200,15 @@ def input_for_record(record: dict[str, Any], prefix: str, shard_bytes: int = DEF
     run_id = execution_name(name, bucket, key, version)
     run_prefix = f"runs/{name}/{run_id}"
     folder = f"s3://{bucket}/{prefix}{name}"
-    sizing = {"features_threshold": features_threshold, "feature_shards": feature_shards}
     if marker == URLS_FILE:  # the scrape's manifest will say how many images it made
         body = pipeline_input(bucket, name, run_prefix, f"{folder}/images", urls_uri=f"{folder}/{URLS_FILE}",
                               shards=shards_for(int(obj.get("size", 0)), shard_bytes), sections=sections,
-                              **sizing)
+                              features_threshold=features_threshold, feature_shards=feature_shards)
     else:
         count = counter(bucket, f"{prefix}{name}/", features_threshold) \
             if counter is not None and features_threshold > 0 else None
-        body = pipeline_input(bucket, name, run_prefix, folder, sections=sections, image_count=count, **sizing)
+        body = pipeline_input(bucket, name, run_prefix, folder, sections=sections, image_count=count,
+                              features_threshold=features_threshold, feature_shards=feature_shards)
     return run_id, body
 
 
@@ -276,7 +276,8 @@ def handler(event: dict[str, Any], context: Any = None, client: Any = None, s3: 
         sections, problems = dataset_sections(s3, bucket, prefix, name)
         found = None if problems else input_for_record(
             record, prefix, shard_bytes, sections,
-            counter=lambda b, p, limit: count_images(s3, b, p, limit), **sizing)
+            counter=lambda b, p, limit: count_images(s3, b, p, limit),
+            features_threshold=sizing["features_threshold"], feature_shards=sizing["feature_shards"])
         if found is None:
             outcome["invalid" if problems else "ignored"] += 1
             continue
