@@ -16,7 +16,7 @@ import logging
 import numpy as np
 
 from headstart.jobs.train.spec import TrainSpec
-from headstart.shared.data.datasets import DatasetIndex, check_label_sizes
+from headstart.shared.data.datasets import DatasetIndex
 from headstart.shared.data.loading import LoadedSplit
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.storage.store import open_store
@@ -57,10 +57,6 @@ def load_cached(spec: TrainSpec, size: int) -> tuple[TrainSpec, DatasetIndex, di
             feats = feats[mask]
         splits[name] = LoadedSplit(name, feats, fs.labels[name][mask], [item.key for item in items],
                                    fs.skipped.get(name, []))
-    for name, split in splits.items():
-        counts = {label: int(np.sum(split.labels == i)) for i, label in enumerate(index.labels)}
-        needed = spec.min_per_label if name == "train" else 1
-        check_label_sizes(counts, needed, f"{spec.features} {name} split")
     if spec.accelerate != "off":
         log.info("--features: no backbone pass to accelerate (accelerate off)")
     return spec.model_copy(update={"accelerate": "off"}), index, splits

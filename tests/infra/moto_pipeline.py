@@ -21,7 +21,8 @@ BUCKET = "headstart-data"
 JOB_DEFINITIONS = {"Train": "TrainJobDefinition", "Evaluate": "EvaluateJobDefinition",
                    "Gradcam": "GradcamJobDefinition", "Scrape": "ScrapeJobDefinition",
                    "ScrapeMerge": "ScrapeMergeJobDefinition", "Predict": "PredictJobDefinition",
-                   "PredictMerge": "PredictMergeJobDefinition", "Features": "FeaturesJobDefinition"}
+                   "PredictMerge": "PredictMergeJobDefinition", "Audit": "AuditJobDefinition",
+                   "Features": "FeaturesJobDefinition"}
 
 
 def _camel(key: str) -> str:
