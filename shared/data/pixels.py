@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from headstart.shared.data.images import ImageInfo, ImageRejected
-from headstart.shared.data.jpeg import MAX_SCANS, read_layout
+from headstart.shared.data.jpeg import MAX_SCAN_PIXELS, MAX_SCANS, read_layout
 
 _ORIENTATION = 0x0112
 _HIGH_DEPTH = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
@@ -25,9 +25,15 @@ def check_jpeg(data: bytes, info: ImageInfo) -> None:
     layout = read_layout(data)
     if layout is None:
         return  # no frame header: Pillow's decode reports it
-    if layout.scans > MAX_SCANS:
-        raise ImageRejected("too_large", f"progressive JPEG with {layout.scans} scans exceeds the "
-                                         f"limit of {MAX_SCANS} (each scan re-decodes the image)")
+    if layout.arithmetic:
+        raise ImageRejected("decode_error", f"arithmetic-coded JPEG (marker 0x{layout.sof:X}): refused, "
+                                            "as web browsers do (its size cannot show whether it "
+                                            "holds the picture its header claims)")
+    if layout.scans > MAX_SCANS or layout.scan_pixels > MAX_SCAN_PIXELS:
+        raise ImageRejected("too_large", f"progressive JPEG with {layout.scans} scans of "
+                                         f"{layout.width}x{layout.height} exceeds the limit of "
+                                         f"{MAX_SCANS} scans and {MAX_SCAN_PIXELS:,} scans x pixels "
+                                         "(each scan re-decodes the image)")
     need = layout.min_entropy_bytes
     if layout.entropy_bytes < need // 2 or (layout.scans == 0 and need):
         raise ImageRejected("decode_error", f"header claims {info.width}x{info.height} but the file "
