@@ -60,6 +60,8 @@ class RecordWriter:
         self._last = time.monotonic()
         if not self.buffer:
             return
+        # The images these records name are on disk before the records say so.
+        self.store.commit_staged()
         rows = sorted(self.buffer, key=lambda r: int(r["index"]))
         buf = io.StringIO()
         writer = csv.DictWriter(buf, FIELDS, extrasaction="ignore", lineterminator="\n")
