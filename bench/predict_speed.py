@@ -61,9 +61,9 @@ def _pipeline(model, refs, size: int, batch: int, decode=None) -> int:
     from headstart.shared.model.predict import stream_batches
 
     labels = ["daisy", "dandelion", "rose", "sunflower", "tulip"]
-    results = Predictions(labels, Calibration(temperature=1.5), 3, 0.5, 24)
+    results = Predictions(labels, Calibration(temperature=1.5), 3, 0.5, 24, thumb_size=THUMB)
     try:
-        decode = decode or image_decoder(size, THUMB, model=model)
+        decode = decode or image_decoder(size, 0, model=model)
         for r, probs, thumbs, skipped in stream_batches(model, refs, decode, batch):
             results.add(r, probs, thumbs, skipped)
     finally:
@@ -85,10 +85,9 @@ def _rss_child(n: int, backbone: str, size: int, batch: int, data: str | None) -
     quiet()
     model, _ = _model(backbone, size)
     refs, _ = _refs(n, data)
-    from headstart.jobs.predict.workflow import THUMB
     from headstart.shared.data.imagesets import image_decoder
 
-    decode = image_decoder(size, THUMB, model=model)
+    decode = image_decoder(size, 0, model=model)
     _pipeline(model, refs[:batch], size, batch, decode)  # warm: traced, pools started
     base, peak, stop = _rss_mb(), [0.0], threading.Event()
 
@@ -129,7 +128,6 @@ def main() -> None:
     if args.rss_child is not None:
         return _rss_child(args.rss_child, "tiny", 32, args.batch, args.data)
     quiet()
-    from headstart.jobs.predict.workflow import THUMB
     from headstart.shared.data.imagesets import image_decoder
     from headstart.shared.model.features import compiled_call
 
@@ -137,7 +135,7 @@ def main() -> None:
     rss_n = args.rss_images or (100 if args.quick else 1000)
     model, weights = _model(backbone, size)
     refs, what = _refs(n, args.data)
-    decode = image_decoder(size, THUMB, model=model)
+    decode = image_decoder(size, 0, model=model)
     images = np.stack([decode(r)[0] for r in refs]).astype(np.float32)  # pre-decoded, in memory
     forward = compiled_call(model)
 

@@ -18,6 +18,7 @@ import numpy as np
 from headstart.jobs.export.spec import ExportSpec
 from headstart.shared.model.trained import MODEL_FILE
 from headstart.shared.runtime.errors import UserError
+from headstart.shared.runtime.summary import Summary
 from headstart.shared.storage.manifest import RunOutput
 from headstart.shared.storage.store import open_store
 
@@ -115,12 +116,14 @@ def _upload_tree(out: RunOutput, local: str) -> None:
                 out.write_bytes(os.path.relpath(path, local).replace(os.sep, "/"), fh.read())
 
 
-def export(spec: ExportSpec) -> None:
-    """Run the export job described by ``spec``."""
+def export(spec: ExportSpec) -> Summary:
+    """Run the export job described by ``spec``; returns its summary line."""
     from headstart.jobs.export import convert
     from headstart.shared.model.trained import load_trained
+    from headstart.shared.runtime import preflight
 
     _check(spec)
+    preflight.check_output(spec.out or spec.model)  # before the model loads and any image is decoded
     trained = load_trained(spec.model)
     name = export_name(spec)
     out = RunOutput(open_store(spec.out or spec.model).child(f"export/{name}"), "export")
@@ -152,3 +155,7 @@ def export(spec: ExportSpec) -> None:
              "%.4f, %.2f MB, %.2f ms/img -> %s", name, doc["top1_agreement"], flag,
              doc["target_agreement"], doc["max_abs_dp"], doc["accuracy_export"], doc["accuracy_keras"],
              doc["size_bytes"] / 1e6, doc["ms_per_image"], out.uri)
+    return Summary(job="export", out=out.uri, produced=f"{name} model + parity.json",
+                   metric=f"{doc['split']} top-1 agreement", value=doc["top1_agreement"],
+                   details={"meets_target": doc["meets_target"], "target": doc["target_agreement"],
+                            "max_abs_dp": doc["max_abs_dp"], "size_bytes": doc["size_bytes"]})

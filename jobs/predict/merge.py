@@ -20,7 +20,8 @@ from headstart.jobs.predict.spec import PredictMergeSpec
 from headstart.shared.data.images import Skipped
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.storage.manifest import RunOutput, is_published
-from headstart.shared.storage.store import open_store
+from headstart.shared.runtime.summary import Summary
+from headstart.shared.storage.store import join, open_store
 
 log = logging.getLogger("headstart.predict")
 _SHARD = re.compile(r"^shard-(\d{5})-of-(\d{5})/manifest\.json$")
@@ -45,7 +46,7 @@ def find_shards(root) -> list[str]:
     return [f"shard-{i:05d}-of-{count:05d}" for i in range(count)]
 
 
-def merge(spec: PredictMergeSpec) -> None:
+def merge(spec: PredictMergeSpec) -> Summary:
     """Merge the shards under ``spec.out`` into ``spec.out`` itself; manifest last."""
     root = open_store(spec.out)
     names = find_shards(root)
@@ -86,6 +87,10 @@ def merge(spec: PredictMergeSpec) -> None:
     out.publish(images=summary["images"], skipped=summary["skipped"], merged_shards=len(names))
     log.info("merged %d shards: %d images (%d skipped, %d low confidence) -> %s", len(names),
              summary["images"], summary["skipped"], summary["low_confidence"], out.uri)
+    return Summary(job="predict-merge", out=out.uri,
+                   produced=f"predictions of {summary['images']} images from {len(names)} shards + report",
+                   metric="low confidence", value=summary["low_confidence"], report=join(out.uri, "report.html"),
+                   details={"images": summary["images"], "skipped": summary["skipped"], "shards": len(names)})
 
 
 def _merged_summary(summaries: list[dict], n_shards: int) -> dict:

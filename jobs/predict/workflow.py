@@ -12,7 +12,9 @@ import time
 
 from headstart.jobs.predict.spec import PredictSpec
 from headstart.shared.runtime.errors import UserError
+from headstart.shared.runtime.summary import Summary
 from headstart.shared.storage.manifest import RunOutput
+from headstart.shared.storage.store import join
 
 log = logging.getLogger("headstart.predict")
 
@@ -25,16 +27,18 @@ def _output(spec: PredictSpec) -> tuple[RunOutput, int, int]:
     return shard_output(spec.out, "predict", spec.shard, spec.shard_count)
 
 
-def predict(spec: PredictSpec) -> None:
-    """Run the predict job described by ``spec``."""
+def predict(spec: PredictSpec) -> Summary:
+    """Run the predict job described by ``spec``; returns its summary line."""
     from headstart.jobs.predict.outputs import Predictions
     from headstart.shared.data.imagesets import image_decoder, resolve_images
     from headstart.shared.data.sharding import select
     from headstart.shared.model.calibration import Calibration
     from headstart.shared.model.predict import stream_batches
     from headstart.shared.model.trained import load_trained
+    from headstart.shared.runtime import preflight
     from headstart.shared.runtime.logs import Progress
 
+    preflight.check_output(spec.out)  # before the model loads and any image is decoded
     out, shard, count = _output(spec)
     trained = load_trained(spec.model)
     refs = select(resolve_images(spec.images, spec.split, trained.split_config()), shard, count,
@@ -45,11 +49,12 @@ def predict(spec: PredictSpec) -> None:
     log.info("predicting %d images (shard %d/%d, tta %s, temperature %.3g)", len(refs), shard,
              count, spec.tta, calibration.temperature)
     results = Predictions(trained.labels, calibration, spec.top_k, spec.min_confidence,
-                          spec.gallery_per_label)
+                          spec.gallery_per_label, thumb_size=THUMB)
     progress = Progress(len(refs), "predict", "img", log)
     t0 = time.monotonic()
     try:
-        decode = image_decoder(trained.image_size, THUMB, model=trained.model, min_side=spec.min_side)
+        # display_size 0: the decoded images themselves; thumbnails only of those the gallery keeps
+        decode = image_decoder(trained.image_size, 0, model=trained.model, min_side=spec.min_side)
         for batch_refs, probs, thumbs, skipped in stream_batches(
                 trained.model, refs, decode, spec.batch_size, spec.tta, spec.workers):
             for s in skipped:
@@ -71,3 +76,9 @@ def predict(spec: PredictSpec) -> None:
     acc = f", accuracy {summary['accuracy']:.4f}" if "accuracy" in summary else ""
     log.info("predicted %d images (%d skipped, %d low confidence%s) in %.1fs -> %s", summary["images"],
              summary["skipped"], summary["low_confidence"], acc, seconds, out.uri)
+    return Summary(job="predict", out=out.uri, produced=f"predictions of {summary['images']} images + report",
+                   metric="accuracy" if "accuracy" in summary else "low confidence",
+                   value=summary["accuracy"] if "accuracy" in summary else summary["low_confidence"],
+                   report=join(out.uri, "report.html"),
+                   details={"images": summary["images"], "skipped": summary["skipped"],
+                            "images_per_s": summary["images_per_s"]})

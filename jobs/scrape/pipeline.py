@@ -16,7 +16,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from headstart.jobs.scrape.budget import PixelBudget, declared_pixels
+from headstart.jobs.scrape.budget import BudgetCancelled, PixelBudget, declared_pixels
 from headstart.jobs.scrape.records import RecordWriter, object_key
 from headstart.shared.net.fetch import FetchConfig, fetch
 from headstart.shared.data.imageprep import PrepOptions, Prepared, prepare_image
@@ -55,8 +55,13 @@ def process_entry(entry: UrlEntry, ctx: Context) -> dict:
         if ctx.budget is None:
             prepared = ctx.prepare(result.data)
         else:
-            with ctx.budget.hold(declared_pixels(result.data, ctx.prep.max_pixels)):
-                prepared = ctx.prepare(result.data)
+            try:
+                with ctx.budget.hold(declared_pixels(result.data, ctx.prep.max_pixels),
+                                     cancelled=ctx.fetch_config.cancelled):
+                    prepared = ctx.prepare(result.data)
+            except BudgetCancelled:  # not recorded (like a cancelled fetch): a rerun redoes it
+                record.update(status="cancelled", error="stop requested while waiting to decode")
+                return record
         result.data = None  # the download can go before the (slow) store write
         record.update(status=prepared.status, error=prepared.error, sha=prepared.sha,
                       format=prepared.format, width=prepared.width or "", height=prepared.height or "")

@@ -129,8 +129,8 @@ def resolve_images(images: str, split: str = "test", config: SplitConfig = Split
     return [ImageRef(store.uri, k) for k in keys]
 
 
-def _display(array: np.ndarray, size: int) -> np.ndarray:
-    """For pictures only (overlays, thumbnails): never what the model sees."""
+def display_picture(array: np.ndarray, size: int) -> np.ndarray:
+    """A decoded image as a ``size`` square picture (overlays, thumbnails): never what the model sees."""
     if array.shape[:2] == (size, size):
         return array
     return np.asarray(Image.fromarray(array).resize((size, size), Image.Resampling.BILINEAR))
@@ -144,7 +144,7 @@ def _decode(store: Store, ref: ImageRef, model_size: int, display_size: int, res
                        min_side=min_side, name=ref.uri)
     if isinstance(array, Skipped):
         return array
-    return resize(array), _display(array, display_size)
+    return resize(array), (array if display_size == 0 else display_picture(array, display_size))
 
 
 def image_decoder(model_size: int, display_size: int | None = None, *, model: Any = None,
@@ -155,11 +155,13 @@ def image_decoder(model_size: int, display_size: int | None = None, *, model: An
     The model input (float32, ``model_size`` square) is ``model``'s own resize layer (the
     standard one without a model) applied to ``decode_image(bytes, target=model_size)``: what
     ``model`` computes from that decoded image. The display picture (``uint8``,
-    ``display_size`` square, default ``model_size``) is for overlays and galleries only."""
+    ``display_size`` square, default ``model_size``) is for overlays and galleries only;
+    ``display_size=0`` hands back the decoded image itself (a caller that keeps only a few
+    pictures shrinks just those: :func:`display_picture`)."""
     from headstart.shared.data.modelinput import resizer
 
     resize = resizer(model_size, model)
-    display = display_size or model_size
+    display = model_size if display_size is None else display_size
     stores: dict[str, Store] = {}
 
     def decode(ref: ImageRef) -> tuple[np.ndarray, np.ndarray] | Skipped:

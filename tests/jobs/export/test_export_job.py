@@ -74,9 +74,13 @@ def test_tflite_int8_converts_and_reports(trained_run: str, tmp_path: Path) -> N
         pytest.xfail(f"int8 top-1 agreement {doc['top1_agreement']:.3f} < 0.97 (known, not fixed yet)")
 
 
-def test_savedmodel_and_bad_arguments(trained_run: str, tmp_path: Path) -> None:
+def test_savedmodel_and_bad_arguments(trained_run: str, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
     assert main(["export", trained_run, "--format", "savedmodel", "--out", str(tmp_path),
                  "--parity-images", "5"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]  # the job's own summary line
+    assert line.startswith("export: savedmodel model + parity.json -> ") and "test top-1 agreement 1.000" in line
     folder = tmp_path / "export" / "savedmodel"
     doc = _parity(folder)
     assert doc["images"] == 5 and doc["max_abs_dp"] < 1e-6 and (folder / "saved_model.pb").is_file()
@@ -86,6 +90,9 @@ def test_savedmodel_and_bad_arguments(trained_run: str, tmp_path: Path) -> None:
     assert main(["export", trained_run, "--format", "coreml", "--out", str(bad)]) == 2
     assert main(["export", trained_run, "--format", "tflite", "--dataset", str(tmp_path / "none"),
                  "--out", str(bad)]) == 2
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")  # --out under a file: refused by the pre-flight, before any conversion
+    assert main(["export", trained_run, "--format", "savedmodel", "--out", str(blocker / "o")]) == 2
 
 
 def test_onnx_missing_extra(trained_run: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

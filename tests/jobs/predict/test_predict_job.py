@@ -23,11 +23,16 @@ def _split_keys(run: str, split: str) -> set[str]:
             if line.startswith(f"{split},")}
 
 
-def test_predict_matches_evaluate(trained_run: str, shapes_dataset: str, tmp_path: Path) -> None:
+def test_predict_matches_evaluate(trained_run: str, shapes_dataset: str, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
     ev, pr = tmp_path / "ev", tmp_path / "pr"
     assert main(["evaluate", trained_run, shapes_dataset, "--out", str(ev)]) == 0
+    capsys.readouterr()
     assert main(["predict", trained_run, shapes_dataset, "--out", str(pr), "--split", "test",
                  "--top-k", "4", "--batch-size", "3", "--workers", "2"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]  # the job's own summary line
+    assert line.startswith(f"predict: predictions of {len(_split_keys(trained_run, 'test'))} images + report -> ")
+    assert "accuracy" in line and f"open {pr}" in line and "report.html" in line
     expected = {r["key"]: r for r in csv.DictReader((ev / "predictions.csv").read_text().splitlines())}
     rows = _rows(pr)
     assert {r["key"] for r in rows} == set(expected) == _split_keys(trained_run, "test")
@@ -99,10 +104,13 @@ def test_skips_bad_files_and_bad_input(trained_run: str, shapes_dataset: str, tm
     assert main(["predict", trained_run, str(tmp_path / "nothing"), "--out", str(bad)]) == 2
     assert "no images found" in failure(bad)["message"]
     assert main(["predict", shapes_dataset, str(folder), "--out", str(bad)]) == 2
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")  # --out under a file: refused by the pre-flight, before the model loads
+    assert main(["predict", trained_run, str(folder), "--out", str(blocker / "out")]) == 2
 
 
 def test_shards_and_merge(trained_run: str, shapes_dataset: str, tmp_path: Path,
-                          monkeypatch: pytest.MonkeyPatch) -> None:
+                          monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "pr"
     common = ["predict", trained_run, shapes_dataset, "--out", str(out)]
     assert main([*common, "--shard", "0/2"]) == 0
@@ -112,7 +120,10 @@ def test_shards_and_merge(trained_run: str, shapes_dataset: str, tmp_path: Path,
     assert main([*common, "--shard-count", "2"]) == 0
     a, b = (_rows(out / f"shard-0000{i}-of-00002") for i in (0, 1))
     assert a and b and not {r["key"] for r in a} & {r["key"] for r in b}
+    capsys.readouterr()
     assert main(["predict-merge", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith(
+        "predict-merge: predictions of ")
     merged = _rows(out)
     assert [r["key"] for r in merged] == [r["key"] for r in a + b]
     assert {r["key"] for r in merged} == {ln.split(",")[1] for ln in
