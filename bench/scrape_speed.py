@@ -35,8 +35,8 @@ from PIL import Image
 from headstart.shared.runtime.cpus import usable_cpus
 
 REPO = Path(__file__).resolve().parents[1]
-BENCH_CACHE = Path(os.environ.get("HEADSTART_BENCH_CACHE", Path.home() / ".cache" / "headstart-bench"))
-I2D_VENV = BENCH_CACHE / "img2dataset-venv"
+# img2dataset pins its own dependency versions: a venv of its own (git-ignored), never the project's.
+I2D_VENV = Path(os.environ.get("HEADSTART_I2D_VENV", REPO / ".i2d"))
 
 
 def base_images(count: int, size: tuple[int, int]) -> list[bytes]:
@@ -149,7 +149,8 @@ def run_ceiling(port: int, n: int, concurrency: int) -> dict:
 def run_headstart(urls: Path, out: Path, port: int, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, "-m", "headstart.shared", "scrape", str(urls), "--out", str(out),
            "--allow-loopback", f"127.0.0.1:{port}", "--resize", str(args.resize),
-           "--concurrency", str(args.concurrency), "--timeout", "60", "--min-side", "8"]
+           "--concurrency", str(args.concurrency), "--timeout", "60", "--min-side", "8",
+           "--jpeg-quality", str(args.quality)]
     if args.decode_workers is not None:
         cmd += ["--decode-workers", str(args.decode_workers)]
     result = measure(cmd, env={**os.environ, "HEADSTART_LOG_LEVEL": "WARNING"})
@@ -179,6 +180,7 @@ def run_img2dataset(exe: Path, urls: Path, out: Path, args: argparse.Namespace) 
     cmd = [str(exe), "--url_list", str(urls), "--input_format", "csv", "--url_col", "url",
            "--output_folder", str(out), "--output_format", "files", "--image_size", str(args.resize),
            "--resize_mode", "keep_ratio_largest", "--resize_only_if_bigger", "True",
+           "--encode_quality", str(args.quality), "--encode_format", "jpg",
            "--processes_count", str(usable_cpus()), "--thread_count", str(args.concurrency),
            "--timeout", "60", "--retries", "0", "--enable_wandb", "False", "--distributor", "multiprocessing",
            "--number_sample_per_shard", "10000"]
@@ -219,6 +221,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small N values, under a minute")
     parser.add_argument("--sizes", default=None, help="comma-separated N values (default 2000,8000; quick 200,800)")
     parser.add_argument("--resize", type=int, default=256)
+    parser.add_argument("--quality", type=int, default=90, help="JPEG quality, both tools")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--decode-workers", type=int, default=None)
     parser.add_argument("--image-size", default="640x480")

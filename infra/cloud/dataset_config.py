@@ -19,7 +19,8 @@ from headstart.shared.runtime.errors import UserError
 from headstart.shared.runtime.specs import format_validation_error
 
 # Sections of headstart.yaml -> the command whose spec validates them.
-SECTION_COMMANDS = {"scrape": "scrape", "train": "train", "evaluate": "evaluate", "gradcam": "gradcam"}
+SECTION_COMMANDS = {"scrape": "scrape", "train": "train", "evaluate": "evaluate", "gradcam": "gradcam",
+                    "audit": "audit"}
 # Set by the pipeline itself (inputs, outputs, sharding) or meaningless in the cloud.
 PIPELINE_OWNED = {"out", "shard", "shard_count", "allow_loopback", "overwrite", "cache_dir"}
 _JSON_TYPES = {"string", "integer", "number", "boolean", "null", "array"}
@@ -84,6 +85,8 @@ def validate_config(config: dict[str, Any], where: str) -> dict[str, dict[str, A
     if not problems:
         merged = shared.sections(config)
         for section in config:  # the pipeline's own defaults need no check
+            if section not in merged:
+                continue  # `audit: false`: the step is off, nothing to check
             values = merged[section]
             try:
                 spec_class(section).model_validate(values)

@@ -31,6 +31,7 @@ JOBS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "train": (("dataset",), "model", "gpu_queue"),
     "evaluate": (("model", "dataset"), "eval", "gpu_queue"),
     "gradcam": (("model", "images"), "gradcam", "gpu_queue"),
+    "audit": (("dataset",), "audit", "gpu_queue"),
     "scrape": (("urls",), "", "cpu_queue"),  # writes the dataset given as its second input
     "predict": (("model", "images"), "predict", "gpu_queue"),
 }

@@ -72,16 +72,21 @@ def pipeline_input(bucket: str, dataset_name: str, run_prefix: str, dataset_uri:
                    sections: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The state machine's input (see infra/statemachine/pipeline.asl.json).
 
-    Outputs go to ``s3://<bucket>/<run_prefix>/{model,eval,gradcam}``; a failure is recorded
+    Outputs go to ``s3://<bucket>/<run_prefix>/{audit,model,eval,gradcam}``; a failure is recorded
     at ``<run_prefix>/_PIPELINE_FAILURE.json`` in the stack's bucket. ``sections`` are the
     validated headstart.yaml sections (default: the pipeline defaults); each job gets its own
     as ``environment.<job>``; ``train_environment`` (``submit --args``) wins over the config.
+    An ``audit`` section turns the audit step on; train then excludes what it drops
+    (``HEADSTART_EXCLUDE`` = the audit folder).
     """
     run_prefix = run_prefix.strip("/")
     run_uri = f"s3://{bucket}/{run_prefix}"
     sections = dataset_config.sections({}) if sections is None else sections
     env = {job: dataset_config.environment(sections.get(job, {}))
-           for job in ("scrape", "train", "evaluate", "gradcam")}
+           for job in ("scrape", "train", "evaluate", "gradcam", "audit")}
+    audit = "audit" in sections
+    if audit:
+        env["train"] = _merge_env(env["train"], [{"Name": "HEADSTART_EXCLUDE", "Value": f"{run_uri}/audit"}])
     merge = {k: v for k, v in sections.get("scrape", {}).items() if k in MERGE_OPTIONS}
     env["scrape_array"] = _merge_env(env["scrape"], [{"Name": "HEADSTART_SHARD_COUNT", "Value": str(int(shards))}])
     env["scrape_merge"] = dataset_config.environment(merge)
@@ -96,6 +101,8 @@ def pipeline_input(bucket: str, dataset_name: str, run_prefix: str, dataset_uri:
         "urls": urls_uri,
         "shards": int(shards),
         "dataset": dataset_uri,
+        "audit": audit,
+        "audit_out": f"{run_uri}/audit",
         "model": f"{run_uri}/model",
         "evaluation": f"{run_uri}/eval",
         "gradcam": f"{run_uri}/gradcam",

@@ -6,6 +6,10 @@
     train:    {backbone: mobilenet_v2, epochs: 5}
     evaluate: {batch_size: 64}
     gradcam:  {max_images: 16}
+    audit:    true            # optional step before train (or a mapping of audit options)
+
+``audit`` is the one optional step: ``true`` or a mapping of its options turns it on (train
+then gets ``--exclude`` = the audit's output), ``false`` or absent leaves it off.
 
 This module ships inside the upload-trigger Lambda, which has boto3 and PyYAML (its
 requirements.txt) but not headstart. So it checks a config against ``config_schema.json``
@@ -26,6 +30,8 @@ SCHEMA_FILE = Path(__file__).with_name("config_schema.json")
 # The pipeline's own defaults, below the config file: a scrape that yields fewer than half
 # of its URLs as images fails instead of training on scraps.
 PIPELINE_DEFAULTS: dict[str, dict[str, Any]] = {"scrape": {"min_success": 0.5}}
+# Optional steps: the section may also be a boolean (on with the defaults / off).
+OPTIONAL_STEPS = ("audit",)
 _TYPES: dict[str, type | tuple[type, ...]] = {
     "string": str, "integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
 
@@ -90,7 +96,7 @@ def validate(config: dict[str, Any], schema: dict[str, dict[str, dict[str, Any]]
         if job not in schema:
             problems.append(f"unknown section `{job}`; expected {sorted(schema)}")
             continue
-        if section is None:
+        if section is None or (job in OPTIONAL_STEPS and isinstance(section, bool)):
             continue
         if not isinstance(section, dict):
             problems.append(f"section `{job}` must map options to values. Received: {section!r}")
@@ -105,13 +111,27 @@ def validate(config: dict[str, Any], schema: dict[str, dict[str, dict[str, Any]]
             problem = _check(job, name, value, rule)
             if problem:
                 problems.append(problem)
+    train = config.get("train")
+    if _step_on(config.get("audit")) and isinstance(train, dict) and train.get("exclude") is not None:
+        problems.append(f"`train.exclude` cannot be set with `audit` on: the pipeline gives train the audit's "
+                        f"output as --exclude. Received: train.exclude={train['exclude']!r}")
     return problems
 
 
+def _step_on(section: Any) -> bool:
+    """An optional step's section turns it on: ``true`` or a mapping (``false``/absent: off)."""
+    return section is True or isinstance(section, dict)
+
+
 def sections(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each job's options (dash or underscore spelling) over the pipeline's defaults."""
+    """Each job's options (dash or underscore spelling) over the pipeline's defaults; an
+    optional step (``audit``) has a section only when it is on."""
     out = {job: dict(values) for job, values in PIPELINE_DEFAULTS.items()}
     for job, section in config.items():
+        if job in OPTIONAL_STEPS:
+            if not _step_on(section):
+                continue  # off: no section, so the step does not run
+            section = {} if section is True else section
         out.setdefault(job, {}).update({str(k).replace("-", "_"): v for k, v in (section or {}).items()})
     return out
 

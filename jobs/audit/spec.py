@@ -1,6 +1,8 @@
 """Parameters of the audit job."""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from headstart.shared.data.images import MAX_PIXELS
@@ -20,8 +22,14 @@ class AuditSpec(JobSpec):
     test_fraction: float = Field(0.15, ge=0, lt=0.9, description="test share of a flat dataset")
     seed: int = Field(1337, description="seed for splits and the cross-validated probes")
     folds: int = Field(5, ge=2, le=20, description="cross-validation folds of the label-error probes")
-    min_given_prob: float = Field(0.1, ge=0, lt=1, description="also flag a label error when the probes "
-                                  "give the given label less than this probability and prefer another")
+    min_given_prob: float | None = Field(None, ge=0, lt=1, description="flag a label error when the probes "
+                                         "and neighbours give the given label less than this probability and "
+                                         "prefer another (default: 0.6 / number of labels)")
+    label_rule: Literal["threshold", "confident_learning"] = Field(
+        "threshold", description="label errors: threshold = the min_given_prob rule alone (the measured "
+        "default); confident_learning = cleanlab's confident-learning set as well (more found, more false alarms)")
+    neighbours: int = Field(15, ge=0, le=200, description="nearest neighbours whose labels vote with the "
+                            "probes (0: probes alone)")
     outlier_mads: float = Field(4.0, gt=0, description="flag an image whose neighbour similarity is this "
                                 "many robust deviations (MAD) below the dataset's median")
     duplicate_threshold: float = Field(0.97, gt=0, le=1, description="cosine similarity at or above which "

@@ -110,10 +110,14 @@ def audit(spec: AuditSpec):
     from headstart.shared.explain.similarity import normalize
 
     emb = normalize(feats)
+    splits = [d.split for d in ok]
+    scanned = findings.similarity_scan(emb, splits, spec.duplicate_threshold, spec.leakage_threshold,
+                                       k=min(spec.neighbours, len(ok) - 1))
     issues = findings.label_issues(feats, y, len(labels), seed=spec.seed, folds=spec.folds,
-                                    min_given_prob=spec.min_given_prob)
+                                    neighbours=scanned.neighbours, min_given_prob=spec.min_given_prob,
+                                    rule=spec.label_rule)
     out_score, out_flag = findings.outlier_scores(emb, y, spec.outlier_mads)
-    dups = findings.duplicates(emb, y, [d.split for d in ok], spec.duplicate_threshold, spec.leakage_threshold)
+    dups = findings.duplicates(emb, y, splits, spec.duplicate_threshold, spec.leakage_threshold, scanned)
     from headstart.jobs.audit.outputs import write_outputs
 
     return write_outputs(spec, out, index, decoded, ok, y, issues, (out_score, out_flag), dups, time.monotonic() - t0)

@@ -18,6 +18,13 @@ from typing import Callable, Iterator
 from headstart.shared.data.images import inspect_image
 
 
+class BudgetCancelled(Exception):
+    """A stop request arrived while waiting for pixels; nothing is held."""
+
+
+_POLL = 0.2  # seconds between checks of the stop flag while waiting (a signal notifies no one)
+
+
 class PixelBudget:
     """A counting semaphore over pixels (thread-safe; waits wake when pixels are released)."""
 
@@ -29,11 +36,15 @@ class PixelBudget:
 
     @contextmanager
     def hold(self, pixels: int, cancelled: Callable[[], bool] = lambda: False) -> Iterator[int]:
-        """Hold ``pixels`` (capped at the whole budget) while the block runs."""
+        """Hold ``pixels`` (capped at the whole budget) while the block runs. Raises
+        :class:`BudgetCancelled` when ``cancelled()`` turns true while waiting, so a SIGTERM
+        does not wait for every queued decode to take its turn."""
         need = min(max(0, int(pixels)), self.total)
         with self._cond:
-            while self.free < need and not cancelled():
-                self._cond.wait(timeout=0.5)
+            while self.free < need:
+                if cancelled():
+                    raise BudgetCancelled("stop requested while waiting for decode budget")
+                self._cond.wait(timeout=_POLL)
             self.free -= need
             self.peak_in_use = max(self.peak_in_use, self.total - self.free)
         try:

@@ -19,6 +19,7 @@ from headstart.jobs.scrape.mergeindex import MergeIndex
 from headstart.jobs.scrape.placement import place_images
 from headstart.jobs.scrape.spec import MergeSpec, SplitSettings
 from headstart.shared.runtime.errors import UserError
+from headstart.shared.runtime.summary import Summary
 from headstart.shared.storage.manifest import RunOutput
 from headstart.shared.data.splits import check_fractions
 from headstart.shared.storage.store import Store, open_store
@@ -106,7 +107,7 @@ def _write_report(store: Store, parts: list[str], index: MergeIndex, on_conflict
 
 def _chunks(path: Path):
     with open(path, "rb") as fh:
-        while chunk := fh.read(2**20):
+        while chunk := fh.read(2**16):  # bounded: the report of a million URLs is ~200 MB
             yield chunk
 
 
@@ -133,8 +134,8 @@ def _summary(per_label: dict[str, Counter], index: MergeIndex, settings: SplitSe
 
 def finalize(store: Store, settings: SplitSettings, shard_count: int, overwrite: bool = False) -> dict:
     """Build report, summary, dataset and manifest from the records of every shard. The
-    working set lives in a :class:`MergeIndex` on local disk, so memory does not grow with
-    the number of images (the manifest, which lists every file, aside)."""
+    working set lives in a :class:`MergeIndex` on local disk and the manifest's file list in
+    the run's on-disk ``FileRecords``, so memory does not grow with the number of images."""
     out = RunOutput(store, "scrape")
     out.unpublish()
     parts = _shard_parts(store, shard_count)
@@ -162,6 +163,15 @@ def finalize(store: Store, settings: SplitSettings, shard_count: int, overwrite:
         labels = index.kept_labels()
     return out.publish(layout="imagenet", images=summary["images"], urls=summary["urls"],
                        labels=labels, success_rate=summary["success_rate"])
+
+
+def summary_of(job: str, out: str, manifest: dict | None) -> Summary | None:
+    """The CLI's summary line from the published manifest in hand (the CLI would otherwise
+    re-read ``manifest.json`` whole: a million entries). None for one shard of several."""
+    if manifest is None:
+        return None
+    return Summary(job=job, out=open_store(out).uri, produced=f"{len(manifest['files'])} files",
+                   details={"images": manifest.get("images"), "urls": manifest.get("urls")})
 
 
 def merge_command(spec: MergeSpec) -> dict:

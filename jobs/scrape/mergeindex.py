@@ -12,6 +12,8 @@ from typing import Iterable, Iterator
 
 from headstart.shared.data.splits import order_key, split_sizes
 
+_FETCH = 1000  # rows a streamed query holds at a time
+
 _SCHEMA = """
 CREATE TABLE images (sha TEXT PRIMARY KEY, idx INTEGER, label TEXT, ext TEXT, stored_bytes INTEGER,
                      stored_sha256 TEXT, okey TEXT, conflict INTEGER DEFAULT 0, split TEXT);
@@ -117,7 +119,7 @@ class MergeIndex:
             args.append(other)
         cursor = self.db.cursor()  # its own cursor: callers may query while consuming it
         cursor.execute(sql + " ORDER BY path", args)
-        while batch := cursor.fetchmany(1000):
+        while batch := cursor.fetchmany(_FETCH):
             yield from (r[0] for r in batch)
 
     def keys_union(self, kinds: tuple[str, ...]) -> Iterator[str]:
@@ -125,7 +127,7 @@ class MergeIndex:
         cursor = self.db.cursor()
         cursor.execute(f"SELECT DISTINCT path FROM keys WHERE kind IN ({','.join('?' * len(kinds))}) "
                        "ORDER BY path", kinds)
-        while batch := cursor.fetchmany(1000):
+        while batch := cursor.fetchmany(_FETCH):
             yield from (r[0] for r in batch)
 
     def has(self, kind: str, path: str) -> bool:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import queue
 import signal
 import time
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from headstart.jobs.scrape.budget import PixelBudget, declared_pixels
+from headstart.jobs.scrape.budget import BudgetCancelled, PixelBudget, declared_pixels
 from headstart.jobs.scrape.records import RecordWriter, object_key
 from headstart.shared.net.fetch import FetchConfig, fetch
 from headstart.shared.data.imageprep import PrepOptions, Prepared, prepare_image
@@ -54,13 +55,18 @@ def process_entry(entry: UrlEntry, ctx: Context) -> dict:
         if ctx.budget is None:
             prepared = ctx.prepare(result.data)
         else:
-            with ctx.budget.hold(declared_pixels(result.data, ctx.prep.max_pixels)):
-                prepared = ctx.prepare(result.data)
+            try:
+                with ctx.budget.hold(declared_pixels(result.data, ctx.prep.max_pixels),
+                                     cancelled=ctx.fetch_config.cancelled):
+                    prepared = ctx.prepare(result.data)
+            except BudgetCancelled:  # not recorded (like a cancelled fetch): a rerun redoes it
+                record.update(status="cancelled", error="stop requested while waiting to decode")
+                return record
         result.data = None  # the download can go before the (slow) store write
         record.update(status=prepared.status, error=prepared.error, sha=prepared.sha,
                       format=prepared.format, width=prepared.width or "", height=prepared.height or "")
         if prepared.status == "ok":
-            ctx.store.write_bytes(object_key(prepared.sha, prepared.ext), prepared.data)
+            ctx.store.stage_bytes(object_key(prepared.sha, prepared.ext), prepared.data)
             record.update(ext=prepared.ext, stored_bytes=len(prepared.data),
                           stored_sha256=prepared.stored_sha256)
     record["seconds"] = round(time.monotonic() - start, 3)
@@ -101,18 +107,21 @@ def run_pipeline(entries: Iterable[UrlEntry], ctx: Context, concurrency: int,
     """
     STOP.cooperative = True
     pending: set[Future] = set()
+    # Finished futures arrive on a queue (one callback each): wait(FIRST_COMPLETED) over the
+    # whole in-flight set cost O(concurrency) lock round-trips per URL.
+    finished_q: queue.SimpleQueue[Future] = queue.SimpleQueue()
     finished = 0
 
-    def collect(block: bool) -> None:
-        nonlocal pending, finished
-        done, pending = wait(pending, timeout=None if block else 0, return_when=FIRST_COMPLETED)
-        for future in done:
-            record = future.result()  # a storage error here is a crash, not a per-URL failure
-            if record["status"] == "cancelled":
-                continue  # cut short by a stop request: no record, so a rerun fetches it again
-            writer.add(record)
-            finished += 1
-            progress.update(1, failed=int(record["status"] != "ok"))
+    def collect() -> None:
+        nonlocal finished
+        future = finished_q.get()
+        pending.discard(future)
+        record = future.result()  # a storage error here is a crash, not a per-URL failure
+        if record["status"] == "cancelled":
+            return  # cut short by a stop request: no record, so a rerun fetches it again
+        writer.add(record)
+        finished += 1
+        progress.update(1, failed=int(record["status"] != "ok"))
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch") as pool:
         try:
@@ -120,10 +129,12 @@ def run_pipeline(entries: Iterable[UrlEntry], ctx: Context, concurrency: int,
                 if STOP.requested:
                     break
                 while len(pending) >= concurrency:
-                    collect(block=True)
-                pending.add(pool.submit(process_entry, entry, ctx))
+                    collect()
+                future = pool.submit(process_entry, entry, ctx)
+                pending.add(future)
+                future.add_done_callback(finished_q.put)
             while pending:
-                collect(block=True)
+                collect()
         finally:
             for future in pending:
                 future.cancel()

@@ -85,7 +85,7 @@ def place_images(store: Store, index: MergeIndex, targets: Iterable[tuple[str, s
                    ((path, staged, path.rsplit("/", 1)[-1]) for path, staged in targets))
     db.execute("INSERT OR IGNORE INTO keys SELECT 'target', path FROM targets")
     db.execute("COMMIT")
-    index.add_keys("existing", (key for split in SPLITS for key in store.list(split)))
+    index.add_keys("existing", (key for split in SPLITS for key in store.iter_keys(split)))
     index.add_keys("placed", _placed_lines(store))
     # Set algebra in SQL (INSERT ... SELECT), never in Python sets.
     db.execute("BEGIN")
@@ -118,7 +118,7 @@ def place_images(store: Store, index: MergeIndex, targets: Iterable[tuple[str, s
         for chunk in _batched(index.keys("mine", without=("target", "moved"))):
             list(pool.map(store.delete, chunk))
             stale += len(chunk)
-        for chunk in _batched(store.list(f"{ROOT}/objects")):
+        for chunk in _batched(store.iter_keys(f"{ROOT}/objects")):
             list(pool.map(store.delete, chunk))
     _write_placed(store, index.keys("target"))
     n = index.count("target")

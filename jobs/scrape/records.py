@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import resource
+import tempfile
 import time
 from contextlib import ExitStack, contextmanager
 from typing import Iterator
@@ -59,6 +60,8 @@ class RecordWriter:
         self._last = time.monotonic()
         if not self.buffer:
             return
+        # The images these records name are on disk before the records say so.
+        self.store.commit_staged()
         rows = sorted(self.buffer, key=lambda r: int(r["index"]))
         buf = io.StringIO()
         writer = csv.DictWriter(buf, FIELDS, extrasaction="ignore", lineterminator="\n")
@@ -101,13 +104,43 @@ def read_json(store: Store, key: str) -> dict | None:
         return None
 
 
+_FAN_IN = 32  # part files merged at once: memory is ~_FAN_IN read buffers, whatever the count
+
+
 @contextmanager
 def merged_records(store: Store, keys: list[str]) -> Iterator[Iterator[dict]]:
     """All records of ``keys`` in index order (a k-way merge of sorted parts kept on local disk,
-    so memory does not grow with the number of URLs); a repeated index is yielded once."""
-    _allow_open_files(len(keys) + 64)
+    so memory does not grow with the number of URLs); a repeated index is yielded once, from
+    the first part that holds it. More than ``_FAN_IN`` parts (a slow scrape writes one every
+    30 s) are first merged in groups into sorted local runs, so at most ``_FAN_IN`` files are
+    open and buffered at a time."""
+    with tempfile.TemporaryDirectory(prefix="headstart-records-") as tmp:
+        sources: list[tuple[str, bool]] = [(key, False) for key in keys]  # (key or path, is local)
+        level = 0
+        while len(sources) > _FAN_IN:
+            runs = []
+            for g in range(0, len(sources), _FAN_IN):
+                path = os.path.join(tmp, f"run-{level}-{g // _FAN_IN:06d}.csv")
+                with _open_sources(store, sources[g:g + _FAN_IN]) as rows, \
+                        open(path, "w", newline="", encoding="utf-8") as fh:
+                    writer = csv.DictWriter(fh, FIELDS, extrasaction="ignore", lineterminator="\n")
+                    writer.writeheader()
+                    writer.writerows(rows)
+                for source, local in sources[g:g + _FAN_IN]:
+                    if local:
+                        os.unlink(source)  # merged into the next level's run
+                runs.append((path, True))
+            sources, level = runs, level + 1
+        with _open_sources(store, sources) as rows:
+            yield rows
+
+
+@contextmanager
+def _open_sources(store: Store, sources: list[tuple[str, bool]]) -> Iterator[Iterator[dict]]:
+    _allow_open_files(len(sources) + 64)
     with ExitStack() as stack:  # local copies (S3: downloads) and open files, closed on exit
-        paths = [stack.enter_context(store.local_copy(key)) for key in keys]
+        paths = [source if local else stack.enter_context(store.local_copy(source))
+                 for source, local in sources]
         handles = [stack.enter_context(open(p, newline="", encoding="utf-8")) for p in paths]
         streams = [csv.DictReader(h) for h in handles]
         yield _unique(heapq.merge(*streams, key=lambda r: int(r["index"])))

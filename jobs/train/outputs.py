@@ -105,6 +105,7 @@ def write_outputs(run: TrainRun, clf: Classifier, result: RecipeResult) -> Summa
     from headstart.shared.model.backbones import get_info
 
     spec, out, index, splits = run.spec, run.out, run.index, run.splits
+    t_outputs = time.monotonic()
 
     info = get_info(spec.backbone)
     split_probs: dict = {}
@@ -117,8 +118,7 @@ def write_outputs(run: TrainRun, clf: Classifier, result: RecipeResult) -> Summa
         "best_epoch": {k: p.best_epoch for k, p in result.phases.items()},
         "stopped_early": {k: p.stopped_early for k, p in result.phases.items()},
         "path": "fast" if spec.fast_path else "slow",
-        "timing": {"decode_s": run.decode_s, "features_s": result.timing.get("features_s", 0.0),
-                   **{f"{k}_s": p.seconds for k, p in result.phases.items()}, "total_s": seconds},
+        "timing": _timing(run, result, seconds),
         "head_images_per_s": head.images_per_second if head else None,
         "counts": {name: len(s) for name, s in splits.items()},
         "skipped": sum(len(s.skipped) for s in splits.values()),
@@ -136,6 +136,8 @@ def write_outputs(run: TrainRun, clf: Classifier, result: RecipeResult) -> Summa
     best = {k: p.best_epoch for k, p in result.phases.items()}
     curves = training_curves(result.history, result.phase_starts, best)
     out.write_bytes(CURVES_FILE, curves)
+    # Scoring, calibration, model, curves: the outputs' cost up to here (the rest is small text).
+    metrics_doc["timing"]["outputs_s"] = time.monotonic() - t_outputs
     out.write_json(METRICS_FILE, metrics_doc)
     out.write_text(SPEC_FILE, spec.to_yaml() + _selection_comment(result))
     out.write_text(SKIPPED_FILE, skipped_csv({name: s.skipped for name, s in splits.items()}))
@@ -147,6 +149,19 @@ def write_outputs(run: TrainRun, clf: Classifier, result: RecipeResult) -> Summa
     log.info("trained %s on %d images in %.1fs: %s -> %s", spec.backbone, n_train, seconds,
              summary, out.uri)
     return run_summary(out.uri, {k: v["accuracy"] for k, v in metrics.items()})
+
+
+def _timing(run: TrainRun, result: RecipeResult, total: float) -> dict[str, float]:
+    """metrics.json ``timing``: decode, the base's pass, each phase, the run's own stamps
+    (import, build, first decoded image after the command started; see jobs.train.stage)."""
+    timing = {"decode_s": run.decode_s, "features_s": result.timing.get("features_s", 0.0)}
+    if run.clock is not None:
+        timing.update(run.clock.stages)
+    if "selection_s" in result.timing:
+        timing["selection_s"] = result.timing["selection_s"]
+    timing.update({f"{k}_s": p.seconds for k, p in result.phases.items()})
+    timing["total_s"] = total
+    return timing
 
 
 def run_summary(uri: str, accuracy: dict[str, float]) -> Summary:

@@ -20,3 +20,4 @@ class TrainRun:
     splits: dict[str, Any]   # split name -> LoadedSplit (decoded pixels)
     decode_s: float
     started: float           # time.monotonic() at the start of the job
+    clock: Any = None        # stage.Clock: the run's timing stamps (metrics.json timing)

@@ -1,19 +1,28 @@
-"""Decode a split's images into the model's input array, in parallel, keeping failures as data.
+"""Decode a split's images into the model's input, in parallel, keeping failures as data.
 
 Each file is read through the store and decoded by the one decode path
 (:func:`headstart.shared.data.images.read_image`, shrunk while decoding towards the input
 size), then resized by the model's own resize layer (:mod:`headstart.shared.data.modelinput`):
 the float32 result is exactly what the saved model feeds its backbone for that file, so
-features, scores and probabilities computed from it equal ``model(decoded image)``. Both
-steps run in a ``tf.data`` pipeline (parallel map, prefetch). Unusable files are skipped and
-returned with their reason, so a run lists every skipped image instead of crashing on the
-first bad one. Large splits go to a memory-mapped file so memory stays flat.
+features, scores and probabilities computed from it equal ``model(decoded image)``.
+
+Two stages, both bounded: :class:`Prefetch` decodes on a thread pool (Pillow and the
+store's I/O release the GIL) at most :data:`AHEAD` images ahead of the consumer and needs
+no TensorFlow, so a job can start it before TensorFlow is even imported; the resize runs in
+a ``tf.data`` parallel map. :func:`stream_split` hands the result on in batches (the train
+job's backbone pass consumes them as they come, so memory does not grow with the split);
+:func:`load_split` keeps every image (memory-mapped when large) for jobs that need them all.
+Unusable files are skipped and returned with their reason, so a run lists every skipped
+image instead of crashing on the first bad one.
 """
 from __future__ import annotations
 
 import csv
 import io
 import logging
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -28,31 +37,87 @@ from headstart.shared.storage.store import Store
 
 log = logging.getLogger(__name__)
 
+# Decoded images waiting for the consumer, at most (uint8, already shrunk towards the input
+# size while decoding: a few hundred kB each). Bounds the decode stage's memory.
+AHEAD = 256
+# Resized images waiting in the tf.data stage, at most (float32, size x size x 3 each).
+RESIZED_AHEAD = 128
 
 
 @dataclass
 class LoadedSplit:
-    """Decoded images of one split: ``images[i]`` has label index ``labels[i]``."""
+    """Decoded images of one split: ``images[i]`` has label index ``labels[i]``.
+
+    A streamed split (:func:`stream_split`) keeps no pixels: ``images`` is empty and
+    ``streamed`` is True; keys, labels and skipped files are complete once it was consumed."""
 
     name: str
     images: np.ndarray          # (n, size, size, 3) float32: the model's resize of each decoded image
     labels: np.ndarray          # (n,) int32
     keys: list[str]
     skipped: list[Skipped] = field(default_factory=list)
+    streamed: bool = False
 
     def __len__(self) -> int:
         return len(self.keys)
 
 
+def default_workers() -> int:
+    """Decode threads: a few per usable CPU (reads from remote stores wait on the network)."""
+    return min(16, usable_cpus() * 4)
 
 
-def _decoded(store: Store, items: list[Item], size: int, min_side: int, max_pixels: int,
-             workers: int, model: Any = None) -> Iterator[np.ndarray | Skipped]:
-    """Decode + resize in a ``tf.data`` pipeline: parallel reads and decodes, in order, prefetched.
+class Prefetch:
+    """Decode ``items`` in order on a thread pool, at most ``ahead`` images ahead of the reader.
 
-    Pillow and the store's I/O release the GIL, so the pipeline's threads overlap both; a
-    failure travels beside its (empty) slot and comes back as a :class:`Skipped` record.
+    Starts decoding at construction (no TensorFlow needed). Read the results in order with
+    :meth:`take`; :meth:`close` cancels what is still queued.
     """
+
+    def __init__(self, store: Store, items: list[Item], size: int, min_side: int = 8,
+                 max_pixels: int = MAX_PIXELS, workers: int | None = None, ahead: int = AHEAD) -> None:
+        self.items, self.size, self.min_side, self.max_pixels = items, size, min_side, max_pixels
+        self.store, self.ahead = store, ahead
+        self.first_at: float | None = None  # time.time() when the first image was decoded
+        self._pool = ThreadPoolExecutor(workers or default_workers(), thread_name_prefix="decode")
+        self._queue: deque[Future] = deque()
+        self._next = self._read = 0
+        self._fill()
+
+    def _decode(self, item: Item) -> np.ndarray | Skipped:
+        result = read_image(self.store, item.key, item.label, target=self.size,
+                            max_pixels=self.max_pixels, min_side=self.min_side)
+        if self.first_at is None:
+            self.first_at = time.time()
+        return result
+
+    def _fill(self) -> None:
+        while self._next < len(self.items) and len(self._queue) < self.ahead:
+            self._queue.append(self._pool.submit(self._decode, self.items[self._next]))
+            self._next += 1
+
+    def take(self, n: int) -> Iterator[np.ndarray | Skipped]:
+        """The next ``n`` results, in item order."""
+        for _ in range(n):
+            if not self._queue:
+                raise IndexError("Prefetch.take past the last item")
+            result = self._queue.popleft().result()
+            self._read += 1
+            self._fill()
+            yield result
+
+    def close(self) -> None:
+        """Stop decoding: queued items are dropped, running ones finish in the background."""
+        for fut in self._queue:
+            fut.cancel()
+        self._queue.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _resized(source: Iterator[np.ndarray | Skipped], size: int, workers: int,
+             model: Any = None) -> Iterator[np.ndarray | Skipped]:
+    """The model's own resize of each decoded image, in a bounded ``tf.data`` parallel map, in
+    order; a failure travels beside its (empty) slot and comes back as a :class:`Skipped`."""
     import tensorflow as tf
 
     from headstart.shared.data.modelinput import model_resize
@@ -61,53 +126,112 @@ def _decoded(store: Store, items: list[Item], size: int, min_side: int, max_pixe
     empty = np.zeros((1, 1, 3), dtype=np.uint8)
     layer = model_resize(model, size)
 
-    def decode(i: np.int64) -> np.ndarray:
-        item = items[int(i)]
-        result = read_image(store, item.key, item.label, target=size, max_pixels=max_pixels,
-                            min_side=min_side)
-        if isinstance(result, Skipped):
-            failures[int(i)] = result
-            return empty
-        return result
+    def decoded():
+        for i, result in enumerate(source):
+            if isinstance(result, Skipped):
+                failures[i] = result
+                yield empty
+            else:
+                yield result
 
-    def load(i):
-        image = tf.ensure_shape(tf.numpy_function(decode, [i], tf.uint8, stateful=False), [None, None, 3])
+    def resize(image):
         return layer(tf.cast(image, tf.float32)[None])[0]  # the model's own resize, in float
 
-    ds = tf.data.Dataset.range(len(items)).map(
-        load, num_parallel_calls=workers, deterministic=True).prefetch(tf.data.AUTOTUNE)
+    ds = tf.data.Dataset.from_generator(
+        decoded, output_signature=tf.TensorSpec((None, None, 3), tf.uint8)).map(
+        resize, num_parallel_calls=workers, deterministic=True).prefetch(RESIZED_AHEAD)
     options = tf.data.Options()
-    options.threading.private_threadpool_size = workers  # I/O-bound on remote stores
+    options.threading.private_threadpool_size = workers
     for i, array in enumerate(ds.with_options(options).as_numpy_iterator()):
         yield failures.pop(i, None) or array
 
 
+def _kept(store: Store, name: str, items: list[Item], labels: list[str], size: int, min_side: int,
+          max_pixels: int, workers: int | None, model: Any, source: Prefetch | None,
+          split: LoadedSplit) -> Iterator[np.ndarray]:
+    """Usable images of ``items`` in order; keys, labels and skipped files go into ``split``."""
+    index = {label: i for i, label in enumerate(labels)}
+    workers = workers or default_workers()
+    own = source is None
+    prefetch = source or Prefetch(store, items, size, min_side, max_pixels, workers)
+    kept_labels: list[int] = []
+    progress = Progress(len(items), f"decode {name}", "img", log)
+    try:
+        results = _resized(prefetch.take(len(items)), size, workers, model)
+        for item, result in zip(items, results):
+            if isinstance(result, Skipped):
+                split.skipped.append(result)
+                log.warning("skipping %s: %s (%s)", item.key, result.status, result.reason)
+                progress.update(1, failed=1)
+                continue
+            split.keys.append(item.key)
+            kept_labels.append(index[item.label])
+            progress.update(1)
+            yield result
+    finally:
+        split.labels = np.asarray(kept_labels, dtype=np.int32)
+        if own:
+            prefetch.close()
+    progress.close()
+
+
 def load_split(store: Store, name: str, items: list[Item], labels: list[str], size: int,
                min_side: int = 8, max_pixels: int = MAX_PIXELS, workers: int | None = None,
-               cache_dir: str | None = None, model: Any = None) -> LoadedSplit:
+               cache_dir: str | None = None, model: Any = None,
+               source: Prefetch | None = None) -> LoadedSplit:
     """Decode ``items`` into a :class:`LoadedSplit`, skipping unusable files with a reason.
 
     Images are resized by ``model``'s own resize layer when given (a trained model, whatever
-    its settings), else by the standard one every new model is built with."""
-    index = {label: i for i, label in enumerate(labels)}
+    its settings), else by the standard one every new model is built with. ``source``: a
+    :class:`Prefetch` already decoding these items (next in its order)."""
     out = allocate((len(items), size, size, 3), np.float32, cache_dir, "images")
-    kept_labels: list[int] = []
-    keys: list[str] = []
-    skipped: list[Skipped] = []
-    workers = workers or min(16, usable_cpus() * 4)
-    progress = Progress(len(items), f"decode {name}", "img", log)
-    for item, result in zip(items, _decoded(store, items, size, min_side, max_pixels, workers, model)):
-        if isinstance(result, Skipped):
-            skipped.append(result)
-            log.warning("skipping %s: %s (%s)", item.key, result.status, result.reason)
-            progress.update(1, failed=1)
-            continue
-        out[len(keys)] = result
-        keys.append(item.key)
-        kept_labels.append(index[item.label])
-        progress.update(1)
-    progress.close()
-    return LoadedSplit(name, out[: len(keys)], np.asarray(kept_labels, dtype=np.int32), keys, skipped)
+    split = LoadedSplit(name, out[:0], np.zeros(0, np.int32), [])
+    for i, image in enumerate(_kept(store, name, items, labels, size, min_side, max_pixels,
+                                    workers, model, source, split)):
+        out[i] = image
+    split.images = out[: len(split.keys)]
+    return split
+
+
+@dataclass
+class SplitStream:
+    """One pass over a split's usable images in float32 batches of ``batch`` (the last may be
+    shorter); :attr:`split` holds the keys, labels and skipped files (complete at the end)."""
+
+    split: LoadedSplit
+    total: int                      # items of the split (an upper bound on the usable images)
+    batches: Iterator[np.ndarray]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self.batches
+
+
+def stream_split(store: Store, name: str, items: list[Item], labels: list[str], size: int,
+                 batch: int, min_side: int = 8, max_pixels: int = MAX_PIXELS,
+                 workers: int | None = None, model: Any = None,
+                 source: Prefetch | None = None) -> SplitStream:
+    """Like :func:`load_split`, but hands the images on in batches instead of keeping them:
+    at most about :data:`AHEAD` + :data:`RESIZED_AHEAD` + ``batch`` images are held at once."""
+    size_bytes = size * size * 3
+    split = LoadedSplit(name, np.zeros((0, size, size, 3), np.float32), np.zeros(0, np.int32), [],
+                        streamed=True)
+
+    def batches() -> Iterator[np.ndarray]:
+        buf = np.empty((batch, size, size, 3), np.float32)
+        n = 0
+        for image in _kept(store, name, items, labels, size, min_side, max_pixels, workers, model,
+                           source, split):
+            buf[n] = image
+            n += 1
+            if n == batch:
+                yield buf.copy()  # the consumer may keep it (e.g. an async backbone call)
+                n = 0
+        if n:
+            yield buf[:n].copy()
+
+    log.debug("streaming %s: %d images, batches of %d (%.1f MB each)", name, len(items), batch,
+              batch * size_bytes * 4 / 1e6)
+    return SplitStream(split, len(items), batches())
 
 
 SKIPPED_COLUMNS = ("split", "key", "label", "status", "reason")

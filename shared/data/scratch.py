@@ -19,16 +19,20 @@ MEMMAP_BYTES = 2 * 1024**3
 
 
 def allocate(shape: tuple[int, ...], dtype: np.dtype | type, cache_dir: str | None,
-             what: str) -> np.ndarray:
+             what: str, memmap: bool = False) -> np.ndarray:
     """An uninitialised array of ``shape``: in memory, or memory-mapped under ``cache_dir``
     (default: the temp dir) when it would exceed :data:`MEMMAP_BYTES`. ``what`` names it in
-    the log line and the file name."""
+    the log line and the file name. ``memmap``: memory-mapped whatever the size."""
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    if nbytes < MEMMAP_BYTES:
+    if nbytes < MEMMAP_BYTES and not memmap or nbytes == 0:
         return np.empty(shape, dtype=dtype)
     directory = cache_dir or tempfile.gettempdir()
     os.makedirs(directory, exist_ok=True)
     fd, path = tempfile.mkstemp(prefix=f"{what}-", suffix=".npy", dir=directory)
     os.close(fd)
-    log.info("%s: %.1f GiB -> memory-mapped %s", what, nbytes / 1024**3, path)
-    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    log.log(logging.DEBUG if memmap else logging.INFO, "%s: %.2f GiB -> memory-mapped %s", what,
+            nbytes / 1024**3, path)
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    if memmap:  # a run's private scratch: the mapping outlives the name, nothing is left behind
+        os.unlink(path)
+    return array

@@ -8,6 +8,7 @@ when large.
 from __future__ import annotations
 
 import logging
+from typing import Iterable
 
 import keras
 import numpy as np
@@ -40,14 +41,28 @@ def extract_features(extractor: keras.Model, images: np.ndarray, batch_size: int
     Returns float16 maps shaped ``(n, views, h, w, c)``; view 0 is always the plain image.
     ``jit``: XLA-compile the pass (GPU); the last batch is padded so one shape compiles.
     """
-    n = len(images)
+    step = max(batch_size, EXTRACT_BATCH)
+    batches = (np.asarray(images[start:start + step], dtype=np.float32)
+               for start in range(0, len(images), step))
+    return extract_batches(extractor, batches, len(images), batch_size, desc, views, augment,
+                           cache_dir, jit)
+
+
+def extract_batches(extractor: keras.Model, batches: Iterable[np.ndarray], total: int,
+                    batch_size: int, desc: str, views: int = 1,
+                    augment: keras.Sequential | None = None, cache_dir: str | None = None,
+                    jit: bool = False, memmap: bool = False) -> np.ndarray:
+    """:func:`extract_features` over image batches as they come (a decoding stream): at most
+    ``total`` images; the result is cut to the images that came. Batches of
+    ``max(batch_size, EXTRACT_BATCH)`` images give exactly the array version's features.
+    ``memmap``: the cache goes to a memory-mapped file whatever its size (flat RSS)."""
     out_shape = tuple(int(d) for d in extractor.output.shape[1:])
-    feats = allocate((n, views, *out_shape), np.float16, cache_dir, "features")
+    feats = allocate((total, views, *out_shape), np.float16, cache_dir, "features", memmap=memmap)
     batch_size = max(batch_size, EXTRACT_BATCH)
     predict = compiled_call(extractor, jit=jit)
-    progress = Progress(n * views, desc, "img", log)
-    for start in range(0, n, batch_size):
-        batch = np.asarray(images[start:start + batch_size], dtype=np.float32)
+    progress = Progress(total * views, desc, "img", log)
+    start = 0
+    for batch in batches:
         for v in range(views):
             STOP.check()  # nothing to checkpoint yet: leave promptly on SIGTERM
             x = batch if v == 0 or augment is None else np.asarray(augment(batch, training=True))
@@ -56,8 +71,9 @@ def extract_features(extractor: keras.Model, images: np.ndarray, batch_size: int
             out = np.asarray(predict(x), dtype=np.float16)[:len(batch)]
             feats[start:start + len(batch), v] = out
             progress.update(len(batch))
+        start += len(batch)
     progress.close()
-    return feats
+    return feats[:start]
 
 
 def compiled_call(model: keras.Model, jit: bool = False):

@@ -142,15 +142,18 @@ def unfreeze_top(backbone: keras.Model, n_layers: int) -> int:
 
 
 def fit(clf: Classifier, splits: dict[str, LoadedSplit], cfg: RecipeConfig,
-        ckpt: CheckpointStore) -> RecipeResult:
-    """Run the head phase and, when asked, the fine-tuning phase; resumes from ``ckpt``."""
+        ckpt: CheckpointStore, maps: dict[str, np.ndarray] | None = None) -> RecipeResult:
+    """Run the head phase and, when asked, the fine-tuning phase; resumes from ``ckpt``.
+
+    ``maps``: the default recipe's feature maps per split, when the caller computed them
+    (streamed splits hold no pixels; see ``headstart.jobs.train.stage``)."""
     result = RecipeResult()
     resume: dict[str, Any] | None = ckpt.load_state()
     if cfg.recipe == "default":
         # Deterministic and seconds long: rerun on resume too, so the head matches the checkpoint.
         from headstart.shared.model.selection_step import selected_head
 
-        selected_head(clf, splits, cfg, result)
+        selected_head(clf, splits, cfg, result, maps)
     elif resume and resume.get("phase") == "fine_tune":
         log.info("head phase already complete: restoring its best weights")
         ckpt.restore_best("head", clf.head)

@@ -16,23 +16,22 @@ from headstart.shared.model.classifier import Classifier, with_head
 from headstart.shared.model.features import augmenter, extract_features
 from headstart.shared.model.selection import cross_val_probs, keras_head, pooled, select_head
 from headstart.shared.model.training import PhaseResult
+from headstart.shared.runtime.cpus import blas_threads
 
 log = logging.getLogger(__name__)
 
 
-def selected_head(clf: Classifier, splits: dict[str, LoadedSplit], cfg, result) -> None:
-    """Fill ``result`` (features, selection, a one-point history) and give ``clf`` the chosen head."""
-    t0 = time.monotonic()
-    views = 1 + cfg.augment_views
-    aug = augmenter(cfg.seed) if cfg.augment_views else None
-    maps = {"train": extract_features(clf.extractor, splits["train"].images, cfg.batch_size,
-                                      "features train", views, aug, cfg.cache_dir)}
-    for name in ("valid", "test"):
-        if name in splits and len(splits[name]):
-            maps[name] = extract_features(clf.extractor, splits[name].images, cfg.batch_size,
-                                          f"features {name}", cache_dir=cfg.cache_dir)
-    result.timing["features_s"] = time.monotonic() - t0
-    result.features = {k: v[:, 0] for k, v in maps.items()}
+def selected_head(clf: Classifier, splits: dict[str, LoadedSplit], cfg, result,
+                  maps: dict[str, np.ndarray] | None = None) -> None:
+    """Fill ``result`` (features, selection, a one-point history) and give ``clf`` the chosen head.
+
+    ``maps``: the split's cached feature maps ``(n, views, h, w, c)`` when the caller already
+    ran the base (the train job streams decoding into it); else they are extracted here."""
+    if maps is None:
+        t0 = time.monotonic()
+        maps = plain_features(clf, splits, cfg)
+        result.timing["features_s"] = time.monotonic() - t0
+    result.features = {k: v[:, 0] for k, v in maps.items() if len(v)}
     fit_on = [s for s in ("train", "valid") if s in maps]
     rows, labels, groups, plain = [], [], [], []
     offset = 0
@@ -46,17 +45,18 @@ def selected_head(clf: Classifier, splits: dict[str, LoadedSplit], cfg, result) 
         offset += n
     t1 = time.monotonic()
     n_classes = int(clf.head.output.shape[-1])
-    sel = select_head(np.concatenate(rows), np.concatenate(labels), n_classes, seed=cfg.seed,
-                      groups=np.concatenate(groups),
-                      eval_rows=np.concatenate(plain), class_weights=cfg.class_weights,
-                      label_smoothing=cfg.label_smoothing)
-    # Calibration needs probabilities the head has not been fitted on: out-of-fold ones of
-    # the chosen configuration on the original (view-0) images.
-    keep = np.concatenate(plain)
-    x, y = np.concatenate(rows)[keep], np.concatenate(labels)[keep]
-    result.held_out = (cross_val_probs(x, y, n_classes, seed=cfg.seed, folds=sel.folds, c=sel.chosen.c,
-                                       steps=sel.chosen.steps, kind=sel.chosen.kind,
-                                       width=sel.chosen.width), y)
+    with blas_threads(1):  # small products: threads only spin (see runtime.cpus.blas_threads)
+        sel = select_head(np.concatenate(rows), np.concatenate(labels), n_classes, seed=cfg.seed,
+                          groups=np.concatenate(groups),
+                          eval_rows=np.concatenate(plain), class_weights=cfg.class_weights,
+                          label_smoothing=cfg.label_smoothing)
+        # Calibration needs probabilities the head has not been fitted on: out-of-fold ones of
+        # the chosen configuration on the original (view-0) images.
+        keep = np.concatenate(plain)
+        x, y = np.concatenate(rows)[keep], np.concatenate(labels)[keep]
+        result.held_out = (cross_val_probs(x, y, n_classes, seed=cfg.seed, folds=sel.folds, c=sel.chosen.c,
+                                           steps=sel.chosen.steps, kind=sel.chosen.kind,
+                                           width=sel.chosen.width), y)
     seconds = time.monotonic() - t1
     with_head(clf, keras_head(sel, n_classes))
     result.selection = sel
@@ -65,3 +65,16 @@ def selected_head(clf: Classifier, splits: dict[str, LoadedSplit], cfg, result) 
     result.history = {"loss": list(sel.history)}
     result.phases["head"] = PhaseResult({"loss": list(sel.history)}, len(sel.history), False, seconds,
                                         offset / seconds if seconds > 0 else 0.0)
+
+
+def plain_features(clf: Classifier, splits: dict[str, LoadedSplit], cfg) -> dict[str, np.ndarray]:
+    """The default recipe's features of decoded splits: train with its augmented views."""
+    views = 1 + cfg.augment_views
+    aug = augmenter(cfg.seed) if cfg.augment_views else None
+    maps = {"train": extract_features(clf.extractor, splits["train"].images, cfg.batch_size,
+                                      "features train", views, aug, cfg.cache_dir)}
+    for name in ("valid", "test"):
+        if name in splits and len(splits[name]):
+            maps[name] = extract_features(clf.extractor, splits[name].images, cfg.batch_size,
+                                          f"features {name}", cache_dir=cfg.cache_dir)
+    return maps

@@ -19,6 +19,7 @@ import logging
 import random
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -191,12 +192,52 @@ def _classify(exc: BaseException) -> _Failure:
     return _Failure("error", f"{type(exc).__name__}: {exc}")
 
 
+_RESOLVERS = threading.BoundedSemaphore(64)  # lookups in flight, hung ones included
+
+
+def _resolve_in_time(target: Target, allow: AllowList, deadline: float,
+                     cancelled: Callable[[], bool]) -> list[IPAddress]:
+    """:func:`resolve` under the attempt's deadline and the stop flag.
+
+    ``getaddrinfo`` takes no timeout and cannot be interrupted (a slow or black-holed DNS
+    server holds it for the resolver's own retries, 10-30 s; a stuck NSS module for ever),
+    so it runs in a daemon thread that is abandoned when the deadline passes. At most 64
+    lookups run at once, so a resolver that never answers cannot pile up threads."""
+    if target.ip_literal is not None:
+        return resolve(target, allow)
+    while not _RESOLVERS.acquire(timeout=min(_remaining(deadline), _POLL)):
+        if cancelled():
+            raise _Failure("cancelled", "stop requested")
+    box: dict[str, object] = {}
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            box["ips"] = resolve(target, allow)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            box["error"] = exc
+        finally:
+            _RESOLVERS.release()
+            done.set()
+
+    threading.Thread(target=lookup, name="resolve", daemon=True).start()
+    while not done.wait(timeout=min(max(deadline - time.monotonic(), 0), _POLL)):
+        if cancelled():
+            raise _Failure("cancelled", "stop requested")
+        if time.monotonic() >= deadline:
+            raise _Failure("timeout", f"resolving {target.host!r} did not finish within the deadline",
+                           transient=True)
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["ips"]  # type: ignore[return-value]
+
+
 def _open(target: Target, allow: AllowList, deadline: float,
           cancelled: Callable[[], bool]) -> _PinnedHTTPConnection:
     """Connect to the first validated address that answers."""
     cls = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
     last: BaseException | None = None
-    for ip in resolve(target, allow):
+    for ip in _resolve_in_time(target, allow, deadline, cancelled):
         conn = cls(target, ip, deadline, cancelled)
         try:
             conn.connect()

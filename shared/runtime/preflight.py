@@ -87,9 +87,12 @@ def online(host: tuple[str, int] | None = None, timeout: float = CONNECT_TIMEOUT
         return False
 
 
-def check_backbone(name: str, weights: str, image_size: int) -> None:
+def check_backbone(name: str, weights: str, image_size: int, build: bool = True) -> None:
     """The backbone exists and its weights can be had: cached or reachable ImageNet weights,
-    or a ``.weights.h5`` file that exists, is HDF5 and fits the backbone at ``image_size``."""
+    or a ``.weights.h5`` file that exists, is HDF5 and fits the backbone at ``image_size``.
+
+    ``build=False``: leave the fit to the caller, which builds the backbone with these weights
+    before its slow part anyway (one build and one weights load, not two)."""
     from headstart.shared.model.backbones import check_weights_arg, get_info
 
     info = get_info(name)
@@ -105,10 +108,10 @@ def check_backbone(name: str, weights: str, image_size: int) -> None:
                             f"{WEIGHTS_HOST[0]} cannot be reached (offline?): pass --weights PATH "
                             "to a backbone .weights.h5 file, or --weights none")
         return
-    _check_weights_file(name, weights, image_size)
+    _check_weights_file(name, weights, image_size, build)
 
 
-def _check_weights_file(name: str, uri: str, image_size: int) -> None:
+def _check_weights_file(name: str, uri: str, image_size: int, build: bool = True) -> None:
     from headstart.shared.storage.store import split_uri
 
     try:
@@ -127,6 +130,8 @@ def _check_weights_file(name: str, uri: str, image_size: int) -> None:
         raise UserError(f"cannot read weights file {uri!r}: {_reason(exc)}") from None
     # The file exists: build the backbone without weights and load them, so a file for
     # another backbone or input size fails now (a few seconds), not after decoding.
+    if not build:
+        return
     from headstart.shared.model.backbones import build_backbone
 
     build_backbone(name, image_size, uri)

@@ -21,7 +21,7 @@ BUCKET = "headstart-data"
 JOB_DEFINITIONS = {"Train": "TrainJobDefinition", "Evaluate": "EvaluateJobDefinition",
                    "Gradcam": "GradcamJobDefinition", "Scrape": "ScrapeJobDefinition",
                    "ScrapeMerge": "ScrapeMergeJobDefinition", "Predict": "PredictJobDefinition",
-                   "PredictMerge": "PredictMergeJobDefinition"}
+                   "PredictMerge": "PredictMergeJobDefinition", "Audit": "AuditJobDefinition"}
 
 
 def _camel(key: str) -> str:

@@ -114,7 +114,7 @@ def test_every_batch_step_has_a_timeout_and_a_catch_naming_the_step():
     definition = state_machine_definition()
     states = definition["States"]
     tasks = {n: s for n, s in states.items() if s.get("Resource", "").startswith("arn:aws:states:::batch:")}
-    assert set(tasks) == {"Scrape", "ScrapeArray", "ScrapeMerge", "Train", "Evaluate", "Gradcam"}
+    assert set(tasks) == {"Scrape", "ScrapeArray", "ScrapeMerge", "Audit", "Train", "Evaluate", "Gradcam"}
     template = load_template()
     attempts = {name: props["Timeout"]["AttemptDurationSeconds"] * props["RetryStrategy"]["Attempts"]
                 for name, props in resources(template, "AWS::Batch::JobDefinition")}
@@ -129,7 +129,8 @@ def test_every_batch_step_has_a_timeout_and_a_catch_naming_the_step():
         assert named["Parameters"]["step"] == name
         assert states[named["Next"]]["Type"] == "Task"  # RecordFailure (or the scrape copy first)
     # The execution itself is bounded too, above the longest path of step timeouts.
-    longest = sum(tasks[n]["TimeoutSeconds"] for n in ("ScrapeArray", "ScrapeMerge", "Train", "Evaluate", "Gradcam"))
+    longest = sum(tasks[n]["TimeoutSeconds"]
+                  for n in ("ScrapeArray", "ScrapeMerge", "Audit", "Train", "Evaluate", "Gradcam"))
     assert definition["TimeoutSeconds"] >= longest
 
 
@@ -194,3 +195,48 @@ def test_a_failed_scrape_copies_its_own_failure_record_into_the_run_folder(aws, 
     assert "min-success" in copied["message"]
     record = json.loads(s3.get_object(Bucket=BUCKET, Key="runs/x/r8/_PIPELINE_FAILURE.json")["Body"].read())
     assert record["step"] == "Scrape"
+
+
+def test_audit_on_runs_before_train_and_train_excludes_what_it_flags(aws):
+    arns, submitted = aws
+    body = pipeline_input(BUCKET, "dogs", "runs/x/a1", f"s3://{BUCKET}/datasets/dogs/images",
+                          urls_uri=f"s3://{BUCKET}/datasets/dogs/urls.csv",
+                          sections={"audit": {"folds": 3}, "train": {"epochs": 2}})
+    out = _run(arns, body)
+    assert out["status"] == "SUCCEEDED", out
+    assert [r["jobName"] for r in submitted] == ["headstart-scrape", "headstart-audit", "headstart-train",
+                                                 "headstart-evaluate", "headstart-gradcam"]
+    audit, train = submitted[1], submitted[2]
+    assert audit["jobDefinition"] == arns["AuditJobDefinitionArn"]
+    assert audit["jobQueue"] == arns["GpuJobQueueArn"]
+    assert audit["parameters"] == {"dataset": body["dataset"], "out": f"s3://{BUCKET}/runs/x/a1/audit"}
+    assert _env(audit) == {"HEADSTART_FOLDS": "3"}
+    assert _env(train) == {"HEADSTART_EPOCHS": "2", "HEADSTART_EXCLUDE": f"s3://{BUCKET}/runs/x/a1/audit"}
+    assert set(json.loads(out["output"])["jobs"]) == {"scrape", "audit", "train", "evaluate", "gradcam"}
+
+
+@pytest.mark.parametrize("config", [{}, {"audit": False}])
+def test_audit_off_goes_straight_to_train_without_an_exclude(aws, config):
+    from headstart.infra.trigger import dataset_config
+
+    arns, submitted = aws
+    body = pipeline_input(BUCKET, "flowers", "runs/x/a2", f"s3://{BUCKET}/datasets/flowers",
+                          sections=dataset_config.sections(config))
+    assert body["audit"] is False
+    assert _run(arns, body)["status"] == "SUCCEEDED"
+    assert [r["jobName"] for r in submitted] == ["headstart-train", "headstart-evaluate", "headstart-gradcam"]
+    assert "HEADSTART_EXCLUDE" not in _env(submitted[0])
+
+
+def test_a_failing_audit_is_recorded_and_train_never_starts(aws, monkeypatch):
+    import boto3
+
+    arns, submitted = aws
+    monkeypatch.setenv("MOTO_SIMPLE_BATCH_FAIL_AFTER", "0")
+    body = pipeline_input(BUCKET, "flowers", "runs/x/a3", f"s3://{BUCKET}/datasets/flowers",
+                          sections={"audit": {}})
+    assert _run(arns, body)["status"] == "FAILED"
+    assert [r["jobName"] for r in submitted] == ["headstart-audit"]
+    s3 = boto3.client("s3", region_name=REGION)
+    record = json.loads(s3.get_object(Bucket=BUCKET, Key="runs/x/a3/_PIPELINE_FAILURE.json")["Body"].read())
+    assert record["step"] == "Audit"

@@ -142,6 +142,20 @@ def test_headstart_yaml_beside_the_dataset_configures_every_job(pipeline):
     assert env["gradcam"] == [{"Name": "HEADSTART_BATCH_SIZE", "Value": "4"}] and env["evaluate"] == []
 
 
+@pytest.mark.parametrize("text, on", [("audit: true\n", True), ("audit:\n  folds: 3\n", True),
+                                      ("audit: false\n", False), ("train: {epochs: 2}\n", False)])
+def test_audit_in_headstart_yaml_turns_the_audit_step_on(pipeline, text, on):
+    _put("datasets/dogs/headstart.yaml", text)
+    assert app.handler(s3_event("datasets/dogs/_READY"))["started"] == 1
+    body = _input(pipeline, _executions(pipeline)[0])
+    assert body["audit"] is on
+    assert body["audit_out"] == f"s3://{BUCKET}/" + body["run_prefix"] + "/audit"
+    exclude = [e for e in body["environment"]["train"] if e["Name"] == "HEADSTART_EXCLUDE"]
+    assert exclude == ([{"Name": "HEADSTART_EXCLUDE", "Value": body["audit_out"]}] if on else [])
+    if "folds" in text:
+        assert body["environment"]["audit"] == [{"Name": "HEADSTART_FOLDS", "Value": "3"}]
+
+
 def test_without_a_config_the_pipeline_defaults_apply(pipeline):
     app.handler(s3_event("datasets/dogs/urls.csv"))
     env = _input(pipeline, _executions(pipeline)[0])["environment"]
@@ -157,6 +171,9 @@ def test_without_a_config_the_pipeline_defaults_apply(pipeline):
     ("train: [epochs]\n", "section `train` must map options to values"),
     ("train:\n  epochs: 5\n bad indent", "is not valid YAML"),
     ("- just\n- a list\n", "must map job names to their options"),
+    ("audit: 3\n", "section `audit` must map options to values"),
+    ("audit:\n  folds: 1\n", "`audit.folds` must be >= 2"),
+    ("audit: true\ntrain:\n  exclude: s3://b/x\n", "`train.exclude` cannot be set with `audit` on"),
 ])
 def test_a_bad_config_starts_nothing_and_says_why_beside_the_dataset(pipeline, text, expected):
     _put("datasets/dogs/headstart.yaml", text)
@@ -195,6 +212,7 @@ def test_the_trigger_schema_is_generated_from_the_jobs_specs():
     ("train", {"fast_path": "yes"}, False),  # the schema is stricter than pydantic's lax bool
     ("train", {"epochs": 3, "backbone": "resnet50"}, True), ("scrape", {"resize": None}, True),
     ("scrape", {"min_success": 1}, True), ("train", {"fast_path": False}, True),
+    ("audit", {"folds": 3, "min_given_prob": 0.2}, True), ("audit", {"outlier_mads": 0}, False),
 ])
 def test_the_trigger_check_is_never_looser_than_the_job_specs(section, values, valid):
     """Whatever the Lambda's schema check accepts, the job's own pydantic spec accepts too."""

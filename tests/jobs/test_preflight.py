@@ -30,7 +30,10 @@ def no_decode(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("images were decoded before the pre-flight check failed")
 
+    import headstart.jobs.train.stage as stage
+
     monkeypatch.setattr(wf, "load_split", boom)
+    monkeypatch.setattr(stage, "stream_split", boom)  # the default recipe streams into the base
 
 
 def _errors(caplog) -> str:

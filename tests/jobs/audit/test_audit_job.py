@@ -86,6 +86,17 @@ def test_audit_finds_what_was_planted(audited: Path, planted: str) -> None:
     assert {"audit.csv", "keep.csv", "summary.json", "report.html", "spec.yaml"} <= set(manifest["files"])
 
 
+def test_label_rule_neighbours_and_threshold_options_reach_the_findings(planted: str, audited: Path,
+                                                                         tmp_path: Path) -> None:
+    default = json.loads((audited / "summary.json").read_text())["probe"]
+    assert "15 nearest neighbours" in default and "rule threshold, given label < 0.15" in default  # 0.6 / 4 labels
+    out = tmp_path / "out"
+    assert main(["audit", planted, "--out", str(out), *TINY, *STRICT, "--folds", "3", "--gallery", "0",
+                 "--neighbours", "0", "--label-rule", "confident_learning", "--min-given-prob", "0.3"]) == 0
+    probe = json.loads((out / "summary.json").read_text())["probe"]
+    assert "nearest" not in probe and "rule confident_learning, given label < 0.3" in probe
+
+
 def test_train_exclude_leaves_out_what_the_audit_dropped(audited: Path, planted: str, tmp_path: Path) -> None:
     folder = tmp_path / "audit"
     folder.mkdir()

@@ -7,7 +7,7 @@ import io
 import random
 import tracemalloc
 
-from headstart.jobs.scrape import placement, records
+from headstart.jobs.scrape import mergeindex, placement, records
 from headstart.jobs.scrape.merge import finalize
 from headstart.jobs.scrape.mergeindex import MergeIndex
 from headstart.jobs.scrape.spec import SplitSettings
@@ -17,22 +17,25 @@ from headstart.shared.storage.store import open_store
 
 
 def _scraped(root, n: int, labels: int = 7):
-    """A finished one-shard scrape of ``n`` distinct tiny images, as records + staged objects."""
+    """A finished one-shard scrape of ``n`` distinct tiny images, as records (parts of 100)
+    + staged objects."""
     store = open_store(str(root))
     folder = records.shard_dir(0, 1)
     rows = []
     for i in range(n):
         data = f"img{i}".encode()
         sha = hashlib.sha256(data).hexdigest()
-        store.write_bytes(records.object_key(sha, "jpg"), data)
+        obj = root / records.object_key(sha, "jpg")  # plain writes (no fsync): a faster setup
+        obj.parent.mkdir(parents=True, exist_ok=True)
+        obj.write_bytes(data)
         rows.append({"index": i, "url": f"http://example.com/{i}.jpg", "label": f"l{i % labels}",
                      "status": "ok", "sha": sha, "ext": "jpg", "stored_bytes": len(data),
                      "stored_sha256": sha, "attempts": 1})
-    for start in range(0, n, 500):
+    for start in range(0, n, 100):
         buf = io.StringIO()
         writer = csv.DictWriter(buf, records.FIELDS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows[start:start + 500])
+        writer.writerows(rows[start:start + 100])
         store.write_text(f"{folder}/part-t-{start:08d}.csv", buf.getvalue())
     store.write_text(f"{folder}/{records.DONE}", "{}")
     return store
@@ -48,17 +51,35 @@ def _peak(store) -> int:
 
 
 def test_merge_memory_does_not_grow_with_images(tmp_path, monkeypatch):
-    """Measured with tracemalloc, the manifest's own per-file entries left out (they are the
-    manifest): ~540 bytes per extra image remain, LocalStore.list's sorted listing of the split
-    folders (S3 listings stream). Before the on-disk index: 2.8 KB per image with the manifest
-    (20k images: 55 MB peak then, 26 MB now with the manifest, 5.9 MB without)."""
-    monkeypatch.setattr(manifest.RunOutput, "record", lambda self, key, size, digest: None)
-    monkeypatch.setattr(placement, "_BATCH", 100)  # both sizes fill the move/delete batches
-    warm, small, large = (_scraped(tmp_path / n, k) for n, k in (("w", 50), ("s", 500), ("l", 2500)))
+    """Measured with tracemalloc, manifest included: the merge's working set, the manifest's
+    file list and the listings of the split and staging folders all live on local disk or
+    stream. Before: ~1.3 KB per extra image with the manifest (the manifest dict, its JSON
+    built in memory, LocalStore.list's sorted listing); now a few bytes (bench/merge_memory.py
+    measures RSS too, 2k vs 20k)."""
+    # Both sizes fill every bounded buffer: move/delete batches, streamed query batches,
+    # pending manifest rows; and both spill the manifest's file list to disk.
+    monkeypatch.setattr(placement, "_BATCH", 100)
+    monkeypatch.setattr(records, "_FAN_IN", 4)  # 5 and 25 parts: both merged in levels
+    monkeypatch.setattr(mergeindex, "_FETCH", 100)
+    monkeypatch.setattr(manifest.FileRecords, "_FLUSH", 100)
+    monkeypatch.setattr(manifest.FileRecords, "_FETCH", 100)
+    monkeypatch.setattr(manifest.FileRecords, "__init__",
+                        _spilling_at(manifest.FileRecords.__init__, 200))  # both sizes spill to disk
+    warm, small, large = (_scraped(tmp_path / n, k) for n, k in (("w", 500), ("s", 500), ("l", 2500)))
     _peak(warm)  # imports and caches
     growth = _peak(large) - _peak(small)  # both first merges: every image moves into place
-    assert growth < 2000 * 900, f"{growth / 2000:.0f} bytes per extra image"
-    assert len(list(large.list("train"))) + len(list(large.list("valid"))) + len(list(large.list("test"))) == 2500
+    assert growth < 2000 * 60, f"{growth / 2000:.0f} bytes per extra image"
+    published = manifest.read_manifest(large, verify=True)  # readers are unchanged
+    dataset = [k for split in ("train", "valid", "test") for k in large.list(split)]
+    assert len(dataset) == 2500 and set(published["files"]) == {*dataset, "scrape_report.csv",
+                                                                "scrape_summary.json"}
+    assert large.read_text(manifest.MANIFEST) == manifest.to_json(published)
+
+
+def _spilling_at(init, spill_at: int):
+    def patched(self, spill_at_: int = spill_at) -> None:
+        init(self, spill_at=spill_at_)
+    return patched
 
 
 def test_index_splits_exactly_like_the_library():
@@ -86,3 +107,26 @@ def test_index_splits_exactly_like_the_library():
             index.assign_splits(0.2, 0.1, drop_conflicts=drop)
             got = {sha: split for split, _, sha, *_ in index.placed_images()}
         assert got == expected
+
+
+def test_records_merge_in_levels_like_one_merge(tmp_path, monkeypatch):
+    """More parts than the fan-in: merged through sorted local runs, same rows, the first
+    part's copy of a repeated index kept (a rerun may record a URL again)."""
+    store = open_store(str(tmp_path))
+    rng = random.Random(5)
+    keys, first = [], {}
+    for p in range(23):
+        idx = sorted(rng.sample(range(400), 30))
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, records.FIELDS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({"index": i, "url": f"u{i}", "label": f"p{p}", "status": "ok"} for i in idx)
+        keys.append(f"parts/part-{p:03d}.csv")
+        store.write_text(keys[-1], buf.getvalue())
+        for i in idx:
+            first.setdefault(i, f"p{p}")
+    for fan_in in (4, 2, 64):
+        monkeypatch.setattr(records, "_FAN_IN", fan_in)
+        with records.merged_records(store, keys) as rows:
+            got = [(int(r["index"]), r["label"], r["url"]) for r in rows]
+        assert got == [(i, first[i], f"u{i}") for i in sorted(first)]

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from headstart.shared.audit.findings import balance, duplicates, label_issues, outlier_scores
+from headstart.shared.audit.findings import (balance, duplicates, label_issues, neighbour_votes,
+                                            outlier_scores, similarity_scan)
 from headstart.shared.explain.similarity import normalize
 
 pytest.importorskip("cleanlab")
@@ -22,10 +23,12 @@ def test_flipped_labels_are_found_with_the_true_label_suggested():
     noisy = y.copy()
     flipped = np.array([3, 50, 90, 100, 7, 61])
     noisy[flipped] = (y[flipped] + 1) % 3
-    found = label_issues(x, noisy, 3, seed=0, folds=4)
+    nbrs = similarity_scan(normalize(x), ["train"] * len(x), 0.99, 0.99).neighbours
+    found = label_issues(x, noisy, 3, seed=0, folds=4, neighbours=nbrs)
     flagged = set(np.flatnonzero(found.flagged))
-    # confident learning is conservative on 120 rows: at least half found, few false alarms
-    assert len(flagged & set(flipped)) >= 3 and len(flagged - set(flipped)) <= 2
+    # well-separated clusters: every flip found, at most two false alarms
+    assert set(flipped) <= flagged and len(flagged - set(flipped)) <= 2
+    assert found.threshold == pytest.approx(0.2) and "15 nearest neighbours" in found.probe
     np.testing.assert_array_equal(found.suggested[flipped], y[flipped])
     assert found.score[flipped].min() > np.median(found.score)
     assert "4-fold" in found.probe
@@ -68,3 +71,27 @@ def test_min_given_prob_adds_images_the_probes_are_sure_about():
     wider = label_issues(x, noisy, 3, seed=0, folds=4, min_given_prob=0.5)
     assert (wider.flagged >= plain.flagged).all()
     assert set(flipped) <= set(np.flatnonzero(wider.flagged))
+
+
+def test_neighbour_votes_are_the_neighbours_labels_smoothed():
+    y = np.array([0, 0, 1, 1])
+    votes = neighbour_votes(np.array([[1, 2], [0, 2], [3, 0], [2, 1]]), y, 3)
+    np.testing.assert_allclose(votes[0], np.array([1.5, 1.5, 0.5]) / 3.5)
+    np.testing.assert_allclose(votes.sum(1), 1.0)
+    assert votes[2].argmax() == 0 and votes[2, 2] > 0  # an absent label keeps a little mass
+
+
+def test_confident_learning_rule_adds_to_the_threshold_rule_and_bad_rules_are_refused():
+    from headstart.shared.runtime.errors import UserError
+
+    x, y = _data()
+    noisy = y.copy()
+    flipped = np.array([3, 50, 90, 100, 7, 61])
+    noisy[flipped] = (y[flipped] + 1) % 3
+    # a threshold so low it flags almost nothing: confident learning finds the flips anyway
+    plain = label_issues(x, noisy, 3, seed=0, folds=4, repeats=1, min_given_prob=1e-6)
+    both = label_issues(x, noisy, 3, seed=0, folds=4, repeats=1, min_given_prob=1e-6, rule="confident_learning")
+    assert (both.flagged >= plain.flagged).all() and both.flagged.sum() > plain.flagged.sum()
+    assert len(set(np.flatnonzero(both.flagged)) & set(flipped)) >= 3
+    with pytest.raises(UserError, match="label rule"):
+        label_issues(x, y, 3, seed=0, folds=4, rule="vote")

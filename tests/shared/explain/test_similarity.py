@@ -102,3 +102,32 @@ def test_tied_neighbours_come_back_in_index_order_whatever_the_noise() -> None:
     pairs.add(np.array([7, 1, 3]), np.array([8, 9, 4]), np.array([0.99, 0.99 + 1e-7, 0.99 - 1e-7]))
     pairs.trim()
     assert [p[:2] for p in pairs.items] == [(1, 9), (3, 4)]
+
+
+def test_prefiltered_topk_matches_the_exact_one_on_wide_blocks() -> None:
+    """The group-max prefilter keeps every top-k candidate: same neighbours as a full pass,
+    with planted ties (also across groups) and a width that is not a multiple of the group."""
+    from headstart.shared.explain.similarity import GROUP, _topk, _topk_exact
+
+    rng = np.random.default_rng(1)
+    sims = rng.uniform(-1, 1, (40, GROUP * 60 + 7)).astype(np.float32)
+    sims[:, 5] = sims[:, 5 + 60] = sims[:, -1] = 0.999   # exact ties in one group and the tail
+    sims[3, :] = 0.25                                     # a row of nothing but ties
+    sims[7, ::97] = np.linspace(0.9, 0.95, len(sims[7, ::97]))
+    for k in (1, 5, 12):
+        idx, vals = _topk(sims, k)
+        ref_idx, ref_vals = _topk_exact(sims, k)
+        np.testing.assert_array_equal(vals, ref_vals)
+        # Row 3 ties more columns than the margin: any of them is right (in both versions).
+        np.testing.assert_array_equal(np.delete(idx, 3, axis=0), np.delete(ref_idx, 3, axis=0))
+        assert (np.diff(idx[3]) > 0).all() and (sims[3, idx[3]] == 0.25).all()
+
+
+def test_scan_finds_pairs_only_in_rows_that_hold_one() -> None:
+    """The row prefilter for pairs (best neighbour below the floor: skipped) loses none."""
+    e = _embeddings(3000, 8, seed=3)
+    e[2999] = e[10]
+    e[1500] = e[1501] * 3
+    for k in (0, 3):
+        result = scan(e, k=k, duplicate_threshold=0.9999, rows=700)
+        assert {(i, j) for i, j, _ in result.duplicates.items} == {(10, 2999), (1500, 1501)}

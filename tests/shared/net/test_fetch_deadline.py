@@ -1,6 +1,7 @@
 """--timeout is a deadline for the whole attempt, enforced on every read (hostile servers)."""
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -58,3 +59,41 @@ def test_a_stop_request_abandons_a_slow_attempt_promptly(hostile):
                    _cfg(hostile, timeout=30, retries=3, cancelled=stop.is_set))
     assert result.status == "cancelled"
     assert time.monotonic() - start < 1.5
+
+
+def _slow_resolver(monkeypatch, seconds: float) -> list[str]:
+    real, calls = socket.getaddrinfo, []
+
+    def slow(host, *args, **kwargs):
+        calls.append(host)
+        time.sleep(seconds)  # a black-holed DNS server: the resolver's own retries take this long
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    return calls
+
+
+def test_a_hanging_resolver_times_out_at_the_deadline(hostile, monkeypatch):
+    calls = _slow_resolver(monkeypatch, 5.0)
+    start = time.monotonic()
+    result = fetch(hostile.url("/img/a.jpg"), _cfg(hostile, timeout=0.5, retries=1))
+    elapsed = time.monotonic() - start
+    assert (result.status, result.attempts) == ("timeout", 2), result
+    assert "resolving 'localhost'" in result.error and calls == ["localhost", "localhost"]
+    assert elapsed < 0.5 * 2 + 0.5, f"DNS held the fetch {elapsed:.1f}s with --timeout 0.5"
+
+
+def test_a_stop_request_abandons_a_hanging_lookup(hostile, monkeypatch):
+    _slow_resolver(monkeypatch, 5.0)
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    start = time.monotonic()
+    result = fetch(hostile.url("/img/a.jpg"), _cfg(hostile, timeout=30, cancelled=stop.is_set))
+    assert result.status == "cancelled" and time.monotonic() - start < 1.2
+
+
+def test_a_slow_lookup_within_the_deadline_still_fetches(hostile, monkeypatch):
+    hostile.payloads["dns"] = b"x" * 100
+    _slow_resolver(monkeypatch, 0.3)
+    result = fetch(hostile.url("/bytes/dns"), _cfg(hostile, timeout=3))
+    assert (result.status, result.data) == ("ok", b"x" * 100), result

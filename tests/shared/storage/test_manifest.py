@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import random
 
 import pytest
 
 from headstart.shared.runtime.errors import UserError
-from headstart.shared.storage.manifest import (FAILURE, MANIFEST, RunOutput, is_published, open_published,
-                             read_manifest)
+from headstart.shared.storage.manifest import (FAILURE, MANIFEST, FileRecords, RunOutput, is_published,
+                                              open_published, read_manifest, to_json, write_manifest_json)
 from headstart.shared.storage.store import open_store
 
 
@@ -134,3 +136,44 @@ def test_child_store_manifest_keys_are_relative(tmp_path):
     out.write_text("sub/x.txt", "x")
     out.publish()
     assert list(read_manifest(open_store(tmp_path / "runs" / "r1"), verify=True)["files"]) == ["sub/x.txt"]
+
+
+def _reference(header, files):
+    return to_json({**header, "files": dict(sorted(files.items()))})
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 60])
+def test_streamed_manifest_is_byte_identical_to_json_dumps(n):
+    rng = random.Random(n)
+    names = ["a", "b/é.jpg", "Z", "train/cat/x.jpg", "train/cat.jpg", "train/cat/😀.png", "a.b", "a/b",
+             'q"uote\\.txt', "tab\there"]
+    expected = {}
+    files = FileRecords(spill_at=5)
+    for _ in range(n):
+        key = rng.choice(names) + str(rng.randrange(30))
+        entry = {"size": rng.randrange(10**9), "sha256": hashlib.sha256(key.encode()).hexdigest()}
+        files.add(key, entry["size"], entry["sha256"])
+        expected[key] = entry  # recorded twice: the last entry wins, as in a dict
+    assert files.spilled == (len(expected) > 5)
+    header = {"job": "scrape", "created": "2026-01-01T00:00:00Z", "seconds": 1.5, "labels": ["a", "b"],
+              "nested": {"z": [1, {"y": None}], "a": "line\nbreak"}, "empty": {}, "none": [], "ok": True}
+    buf = io.StringIO()
+    write_manifest_json(buf, header, files)
+    assert buf.getvalue() == _reference(header, expected)
+    assert dict(files) == expected and len(files) == len(expected) and list(files) == sorted(expected)
+    files.close()
+
+
+def test_large_run_spills_to_disk_and_publishes_the_same_manifest(store):
+    out = RunOutput(store, "scrape")
+    out.files.spill_at = 50
+    for i in range(300):
+        out.record(f"train/l{i % 3}/{i:04d}.jpg", i, f"{i:064x}")
+    out.write_text("scrape_report.csv", "x\n")
+    assert out.files.spilled
+    manifest = out.publish(images=300)
+    on_disk = json.loads(store.read_text(MANIFEST))
+    assert on_disk == manifest and len(on_disk["files"]) == 301
+    assert on_disk["files"]["train/l1/0004.jpg"] == {"size": 4, "sha256": f"{4:064x}"}
+    assert store.read_text(MANIFEST) == to_json(on_disk)  # the format readers already parse
+    out.files.close()

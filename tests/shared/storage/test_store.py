@@ -220,6 +220,40 @@ def test_local_inflight_temp_files_not_listed(tmp_path):
     assert list(store.list()) == ["a/real.txt"]
 
 
+def test_list_orders_full_keys_and_iter_keys_gives_the_same_set(store):
+    keys = ["a.b", "a/x", "a-b/y", "a/b/c", "a0", "b/é.txt", "b/e.txt", "b/z/😀", "B/1", "a/.hidden"]
+    for key in keys:
+        store.write_text(key, key)
+    assert list(store.list()) == sorted(keys)  # "a-b/y" < "a.b" < "a/..." < "a0": full-key order
+    assert sorted(store.iter_keys()) == sorted(keys)
+    assert sorted(store.iter_keys("a")) == ["a/.hidden", "a/b/c", "a/x"]
+    assert list(store.iter_keys("nothing")) == []
+
+
+def _walked(root: Path) -> list[str]:
+    """What LocalStore.list returned before it streamed: a sorted os.walk."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [(Path(dirpath) / n).relative_to(root).as_posix() for n in filenames
+                  if not (n.startswith(".") and n.endswith(".tmp"))]
+    return sorted(found)
+
+
+def test_local_listing_streams_what_os_walk_saw(tmp_path):
+    for rel in ["x/.git/config", "x/.keep", "x/.a.tmp", "x/y/1", "x/y-z", "x/y.z", "z/9", "x/ä/ö"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(rel)
+    (tmp_path / "linked").symlink_to(tmp_path / "z", target_is_directory=True)  # os.walk skipped it
+    (tmp_path / "x" / "file_link").symlink_to(tmp_path / "z" / "9")
+    store = open_store(tmp_path)
+    assert list(store.list()) == _walked(tmp_path)
+    assert sorted(store.iter_keys()) == _walked(tmp_path)
+    listing = store.list("x")
+    assert next(listing) == "x/.keep"  # a generator: nothing below is read before it is needed
+    assert list(listing) == [k for k in _walked(tmp_path) if k.startswith("x/")][1:]
+
+
 def test_local_store_paths(tmp_path, monkeypatch):
     store = open_store(f"file://{tmp_path}")
     assert isinstance(store, LocalStore)
