@@ -18,7 +18,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Iterator
 
 from _common import ROOT, emit
 
@@ -80,28 +82,70 @@ def bomb_png() -> bytes:
     return header_only()
 
 
+def arithmetic_fake_header(side: int = 7000) -> bytes:
+    """A 32 px arithmetic-coded JPEG (``jpegtran -arithmetic``) whose header claims ``side``
+    square: such files have no short-data floor, and decoded "ok" as a grey picture."""
+    import base64
+
+    from tests.shared.data.test_decode_hostile import _ARITHMETIC_PROGRESSIVE_JPEG  # noqa: PLC0415
+
+    data = bytearray(base64.b64decode(_ARITHMETIC_PROGRESSIVE_JPEG))
+    sof = bytes(data).index(b"\xff\xca")
+    data[sof + 5:sof + 9] = struct.pack(">HH", side, side)
+    return bytes(data)
+
+
+def _png_side(quick: bool) -> int:
+    return 2400 if quick else 7000
+
+
 def cases(quick: bool) -> list[dict]:
-    side, count = (3000, 6) if quick else (7000, 16)
-    budget = 20.0 if quick else 64.0  # megapixels: 2 (quick) or 1 image(s) at once
+    side, count = (_png_side(quick), 6) if quick else (_png_side(quick), 16)
+    budget = 12.0 if quick else 64.0  # megapixels: 2 (quick) or 1 image(s) at once
     slow = dict(timeout=1.0 if quick else 5.0, retries=0 if quick else 1)
     trickle = "interval=0.5"
+    hang = dict(expect="timeout", **slow)
     out = [
-        dict(name="trickle_status", paths=[f"/trickle-status?{trickle}"], **slow),
-        dict(name="trickle_headers", paths=[f"/trickle-headers?{trickle}"], **slow),
-        dict(name="99_slow_headers", paths=["/many-headers?interval=0.1"], **slow),
-        dict(name="trickle_chunk_sizes", paths=[f"/trickle-chunks?{trickle}"], **slow),
-        dict(name="never_ending", paths=["/never-ending?interval=0.01"], **slow),
-        dict(name="lying_content_length", paths=["/short-body"], timeout=2.0, retries=2),
-        dict(name="bomb_png_30000x30000", paths=["/bytes/bomb"]),
-        dict(name="progressive_scans", paths=["/bytes/progressive"]),
-        dict(name="fake_header_jpeg_7000x7000", paths=["/bytes/fakejpeg"]),
+        dict(name="trickle_status", paths=[f"/trickle-status?{trickle}"], **hang),
+        dict(name="trickle_headers", paths=[f"/trickle-headers?{trickle}"], **hang),
+        dict(name="99_slow_headers", paths=["/many-headers?interval=0.1"], **hang),
+        dict(name="trickle_chunk_sizes", paths=[f"/trickle-chunks?{trickle}"], **hang),
+        dict(name="never_ending", paths=["/never-ending?interval=0.01"], **hang),
+        dict(name="hanging_dns (resolver sleeps 30 s)", paths=["/bytes/arith?dns"], dns_delay=30.0, **hang),
+        dict(name="lying_content_length", paths=["/short-body"], timeout=2.0, retries=2,
+             expect="connection_error"),
+        dict(name="bomb_png_30000x30000", paths=["/bytes/bomb"], expect="too_large"),
+        dict(name="progressive_scans", paths=["/bytes/progressive"], expect="too_large"),
+        dict(name="progressive_100_scans_of_10.9mpx", paths=["/bytes/scanpixels"], expect="too_large"),
+        dict(name="fake_header_jpeg_7000x7000", paths=["/bytes/fakejpeg"], expect="decode_error"),
+        dict(name="arithmetic_jpeg_claiming_7000x7000", paths=["/bytes/arith"], expect="decode_error"),
         dict(name=f"huge_png_{count}x{side}px_budget_{budget:g}mpx",
              paths=[f"/bytes/bigpng?n={i}" for i in range(count)], concurrency=count,
              decode_budget_mpx=budget),
         dict(name=f"huge_png_{count}x{side}px_no_budget", paths=[f"/bytes/bigpng?n={i}" for i in range(count)],
              concurrency=count, decode_budget_mpx=10_000),
     ]
+    if not quick:  # the slowest file still accepted: 100 scans of 10 Mpx (1e9 scans x pixels)
+        out.append(dict(name="progressive_100_scans_of_10mpx_accepted", paths=["/bytes/worstok"], expect="ok"))
     return out
+
+
+@contextmanager
+def _slow_resolver(seconds: float) -> Iterator[None]:
+    """Name lookups in this (child) process hang like a black-holed DNS server."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def slow(*args, **kwargs):
+        time.sleep(seconds)
+        return real(*args, **kwargs)
+
+    socket.getaddrinfo = slow
+    try:
+        yield
+    finally:
+        socket.getaddrinfo = real
 
 
 def run_case(case: dict, allow: str) -> dict:
@@ -116,12 +160,14 @@ def run_case(case: dict, allow: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp:
         urls = Path(tmp) / "urls.csv"
         urls.write_text("url,label\n" + "".join(f"{base}{p},x\n" for p in case["paths"]))
-        settings = {k: v for k, v in case.items() if k not in ("name", "paths")}
+        settings = {k: v for k, v in case.items() if k not in ("name", "paths", "dns_delay", "expect")}
+
         spec = ScrapeSpec(urls=str(urls), out=str(Path(tmp) / "out"), allow_loopback=[allow],
                           decode_workers=0, min_side=16, backoff=0.05, **{"timeout": 10.0, **settings})
         start = time.monotonic()
         try:
-            scrape(spec)
+            with _slow_resolver(case["dns_delay"]) if case.get("dns_delay") else nullcontext():
+                scrape(spec)
         except Exception as exc:  # noqa: BLE001 - a crash is a result here
             return {"crash": f"{type(exc).__name__}: {exc}"}
         wall = time.monotonic() - start
@@ -158,11 +204,14 @@ def main() -> None:
 
     started = time.monotonic()
     with HostileServer() as server:
-        side = 3000 if args.quick else 7000
+        side = _png_side(args.quick)
         server.payloads.update(bomb=bomb_png(), fakejpeg=fake_header_jpeg(),
                                progressive=progressive_bomb(512 if args.quick else 1024,
                                                             1000 if args.quick else 3000),
-                               bigpng=huge_png(side))
+                               bigpng=huge_png(side), arith=arithmetic_fake_header(),
+                               scanpixels=progressive_bomb(3300, 90))
+        if not args.quick:
+            server.payloads["worstok"] = progressive_bomb(3162, 90)
         sizes = {k: len(v) for k, v in server.payloads.items()}
         # The small cases share one process (their peak RSS is the running high-water mark, all
         # near the baseline); each huge-PNG case gets a fresh one, so its peak is its own.
@@ -188,7 +237,21 @@ def main() -> None:
     base = min((r["peak_rss_mb"] for r in results if "peak_rss_mb" in r), default=0.0)
     ratio = (round((png[1]["peak_rss_mb"] - base) / max(png[0]["peak_rss_mb"] - base, 1), 2)
              if len(png) == 2 else None)
+    # Targets: each hostile case ends with its expected status, a hang within its attempts'
+    # deadlines (+1 s), and the pixel budget lowers decode RSS.
+    misses = []
+    for case in all_cases:
+        got = by.get(case["name"], {})
+        if "expect" in case and set(got.get("statuses", {})) != {case["expect"]}:
+            misses.append(f"{case['name']}: {got.get('statuses', got.get('crash'))}")
+        limit = case.get("timeout", 10.0) * (case.get("retries", 2) + 1) + 1.0 + 0.5 * case.get("retries", 2)
+        if case.get("expect") == "timeout" and got.get("wall_s", 1e9) > limit:
+            misses.append(f"{case['name']}: {got.get('wall_s')} s > {limit} s")
+    if ratio is not None and ratio <= 1:
+        misses.append(f"pixel budget did not lower decode RSS (ratio {ratio})")
     emit({"bench": "hostile", "quick": args.quick, "payload_bytes": sizes, "cases": by,
+          "targets": "expected status per case; hangs end within timeout x attempts + 1 s; "
+                     "budget RSS ratio > 1", "meets_targets": not misses, "misses": misses,
           "baseline_rss_mb": base, "huge_png_decode_rss_ratio_no_budget_over_budget": ratio,
           "seconds": round(time.monotonic() - started, 1)})
 

@@ -125,10 +125,17 @@ def train(spec: TrainSpec) -> Summary:
     source: Prefetch | None = None
     built: tuple[Any, Any] | None = None
     index: DatasetIndex | None = None
-    fp = fingerprint(spec)
-    if _published(spec, fp):  # nothing to do: no model to build, nothing to decode
-        return _done(spec)
-    if not spec.auto:  # auto checks each candidate's weights itself
+    splits: dict[str, Any] = {}
+    if not spec.features and _published(spec, fingerprint(spec)):
+        return _done(spec)  # nothing to do: no model to build, nothing to decode
+    if spec.features:  # cached shards of `headstart features`: no decode, no backbone pass
+        from headstart.jobs.train.fromfeatures import load_cached
+
+        preflight.check_backbone(spec.backbone, spec.weights, size, build=False)
+        t0 = time.monotonic()
+        spec, index, splits = load_cached(spec, size)
+        clock.add("shards_s", time.monotonic() - t0)
+    elif not spec.auto:  # auto checks each candidate's weights itself
         # Cheap checks only: the build below proves the weights fit (once, not twice).
         preflight.check_backbone(spec.backbone, spec.weights, size, build=False)
         index = _index(spec)
@@ -136,6 +143,7 @@ def train(spec: TrainSpec) -> Summary:
     try:
         if index is not None:
             built = _build(spec, info, size, len(index.labels), clock)
+        fp = fingerprint(spec)
         out = _prepare_output(spec, fp)
         if out is None:
             return _done(spec)
@@ -151,7 +159,11 @@ def train(spec: TrainSpec) -> Summary:
         assert built is not None and index is not None, "built above, in one of the two branches"
         clf, strategy = built
         maps = None
-        if source is not None and streams(spec):
+        if spec.features:  # the recipe's extractor becomes the identity over the cached features
+            from headstart.jobs.train.fromfeatures import use_cached
+
+            use_cached(clf, spec, splits)
+        elif source is not None and streams(spec):
             splits, maps = streamed_pass(spec, index, clf, source, size, clock)
         else:
             t0 = time.monotonic()

@@ -4,11 +4,15 @@ Two kinds of JPEG cost far more than their size suggests, and libjpeg decodes bo
 
 * a progressive JPEG with thousands of scans: libjpeg re-runs the whole image for every scan
   (27 KB took 17 s); ordinary encoders write about 10 scans, so more than :data:`MAX_SCANS`
-  is refused;
+  is refused, and so is more than :data:`MAX_SCAN_PIXELS` scans x frame pixels, since the
+  cost is their product (100 scans of 50 Mpx, 447 KB, took 31.6 s here);
 * a header that claims far more pixels than the data holds (1.2 KB claiming 7000x7000):
   libjpeg fills the missing blocks with grey and only warns. A Huffman-coded JPEG spends at
   least one bit on every 8x8 block of its first component (the shortest Huffman code), so
-  entropy-coded data shorter than that cannot be a complete picture.
+  entropy-coded data shorter than that cannot be a complete picture. An arithmetic-coded
+  frame has no such floor (a flat 7000x7000 one holds 12 bytes of coded data, and libjpeg
+  zero-fills past the data without a warning), so those are refused outright, as web
+  browsers do: they do not decode arithmetic-coded JPEGs at all.
 
 The walk below reads the marker segments (cheap: a regular-expression search finds each
 scan's end), never the pixels.
@@ -19,6 +23,10 @@ import re
 from dataclasses import dataclass
 
 MAX_SCANS = 100
+# Decode time of a progressive JPEG ~ scans x pixels (~6.5 ns each on the 2-core dev machine):
+# 1e9 admits 10 scans of 100 Mpx (an ordinary encoder at the largest size Pillow accepts),
+# 20 of 50 Mpx or 100 of 10 Mpx, and bounds the worst accepted decode at ~7 s there.
+MAX_SCAN_PIXELS = 1_000_000_000
 # SOF markers: C0-CF except DHT (C4), JPG (C8) and DAC (CC). C9-CB, CD-CF are arithmetic-coded.
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _HUFFMAN_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7}
@@ -37,6 +45,15 @@ class JpegLayout:
     sampling: tuple[tuple[int, int], ...]  # (h, v) per component
     scans: int
     entropy_bytes: int
+
+    @property
+    def arithmetic(self) -> bool:
+        return self.sof not in _HUFFMAN_SOF
+
+    @property
+    def scan_pixels(self) -> int:
+        """What a progressive decode costs: every scan passes over the whole frame."""
+        return self.scans * self.width * self.height
 
     @property
     def min_entropy_bytes(self) -> int:

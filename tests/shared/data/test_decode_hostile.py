@@ -2,6 +2,7 @@
 shrunk while decoding when a model input is much smaller."""
 from __future__ import annotations
 
+import base64
 import io
 import time
 
@@ -10,7 +11,8 @@ import pytest
 from PIL import Image, ImageOps
 
 from headstart.shared.data import jpeg, pixels
-from headstart.shared.data.images import ImageRejected, Skipped, decode_image, read_image, shrink_factor
+from headstart.shared.data.images import (ImageRejected, Skipped, decode_image, inspect_image, read_image,
+                                          shrink_factor)
 from headstart.shared.storage.store import open_store
 from tests.helpers import encode
 
@@ -271,3 +273,66 @@ def test_corrupted_bytes_never_raise_anything_but_image_rejected(fmt):
             assert exc.status in {"not_image", "decode_error", "too_small", "too_large"}
         else:
             assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
+
+
+# --------------------------------------------- decode cost and arithmetic coding (issue 10.2)
+
+# 32x32 JPEGs re-coded by ``jpegtran -arithmetic [-progressive]`` (libjpeg-turbo 2.1): Pillow
+# cannot write arithmetic coding, and its libjpeg-turbo decodes it.
+_ARITHMETIC_JPEG = (
+    "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAYEBQYFBAYGBQYHBwYIChAKCgkJChQODwwQFxQYGBcUFhYaHSUfGhsjHBYWICwg"
+    "IyYnKSopGR8tMC0oMCUoKSj/2wBDAQcHBwoIChMKChMoGhYaKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgo"
+    "KCgoKCgoKCgoKCgoKCj/yQARCAAgACADASIAAhEBAxEB/8wACgAQEAUBEBEF/9oADAMBAAIRAxEAPwD/ANjv6pyWp5BeoMCi"
+    "OhqPSGu8Q+qYoWc5TdsKEB/O+lDGZbWIaWB0X9Y9DvWeTWmqhQBUySrAHpg+UYyIEBEkosLxqXuxomqizmSBcXkvqcORvi21"
+    "eacBYj46SH77XfzL0wLTiQhBRY/Li2Pz03ImWw4rriU2guUiRelWQ2WY5TBZFQCs3jSwdar4/ok8WyNfgpw6CT81VtC1TeWx"
+    "YYx4cDF+KP/Z"
+)
+_ARITHMETIC_PROGRESSIVE_JPEG = (
+    "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAYEBQYFBAYGBQYHBwYIChAKCgkJChQODwwQFxQYGBcUFhYaHSUfGhsjHBYWICwg"
+    "IyYnKSopGR8tMC0oMCUoKSj/2wBDAQcHBwoIChMKChMoGhYaKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgo"
+    "KCgoKCgoKCgoKCgoKCj/ygARCAAgACADASIAAhEBAxEB/8wABgAQARD/2gAMAwEAAhADEAAAAf8AscPYcIY1FTPoM9EW3C20"
+    "cqN4/8wABBAF/9oACAEBAAEFAh6vn3kkKKc+lvF1a9CcS6eC/8wABBEF/9oACAEDAQE/ARf9uuz/zAAEEQX/2gAIAQIBAT8B"
+    "SwDxZ1D/zAAEEAX/2gAIAQEABj8CsP/MAAQQBf/aAAgBAQABPyHj7fgsgW96OFs22gUfMZA8dxh362T/2gAMAwEAAgADAAAA"
+    "EGhek//MAAQRBf/aAAgBAwEBPxB8/8wABBEF/9oACAECAQE/EHz/zAAEEAX/2gAIAQEAAT8QOoxCqYTg3fs232ZZloJ/Ap5U"
+    "uT0+52z84LedCihWe17qUkBy2CnaUToy5/Gvfzkq2BY1gJfZ/wD7JQQVPYMgi/PSU1gtbijlg4qHOJ/W/NdoCW6buxl+DtqQ"
+    "jN7NSf/Z"
+)
+
+
+@pytest.mark.parametrize("blob", [_ARITHMETIC_JPEG, _ARITHMETIC_PROGRESSIVE_JPEG])
+def test_arithmetic_coded_jpegs_are_refused_with_a_reason(blob):
+    data = base64.b64decode(blob)
+    layout = jpeg.read_layout(data)
+    assert layout.arithmetic and (layout.width, layout.height) == (32, 32)
+    with Image.open(io.BytesIO(data)) as img:  # Pillow itself would accept them
+        img.load()
+    with pytest.raises(ImageRejected, match="arithmetic-coded JPEG") as info:
+        decode_image(data)
+    assert info.value.status == "decode_error"
+    # The hostile case they would let through: a header claiming 7000x7000 over 32x32 of data
+    # decoded "ok" in 0.1 s (sequential) or 6.6 s (progressive), a grey picture.
+    sof = next(data.find(m) for m in (b"\xff\xc9", b"\xff\xca") if data.find(m) > 0)
+    claimed = bytearray(data)
+    claimed[sof + 5:sof + 9] = (7000).to_bytes(2, "big") * 2
+    t0 = time.monotonic()
+    assert status_of(bytes(claimed)) == "decode_error" and time.monotonic() - t0 < 0.5
+
+
+def test_many_scans_of_a_large_frame_are_refused_by_their_product():
+    """100 scans pass the scan count; over 10.9 Mpx they cost 1.09e9 scan-pixels (~7 s of
+    decoding here, stored "ok" before), so the product refuses them before any pixel."""
+    flat = np.full((3300, 3300, 3), 90, np.uint8)
+    honest = encode(flat, "JPEG", progressive=True, quality=75)
+    head, scans = _split_scans(honest)
+    hostile = head + b"".join(scans) + scans[-1] * (100 - len(scans)) + b"\xff\xd9"
+    layout = jpeg.read_layout(hostile)
+    assert layout.scans == 100 <= jpeg.MAX_SCANS and layout.scan_pixels > jpeg.MAX_SCAN_PIXELS
+    t0 = time.monotonic()
+    with pytest.raises(ImageRejected, match="100 scans of 3300x3300") as info:
+        decode_image(hostile)
+    assert info.value.status == "too_large" and time.monotonic() - t0 < 1
+    ordinary = jpeg.read_layout(honest)  # an encoder's own 10 scans of the same frame pass
+    assert ordinary.scans <= 12 and ordinary.scan_pixels <= jpeg.MAX_SCAN_PIXELS
+    pixels.check_jpeg(honest, inspect_image(honest))
+    # 10 scans of 100 Mpx (Pillow's own limit is 89 Mpx) stay under the product
+    assert jpeg.MAX_SCAN_PIXELS >= 10 * 10_000 * 10_000
