@@ -7,7 +7,8 @@ For each dataset, side by side in one run:
 * ``floor_s``: decoding every image of every split with the same decoder (``load_split``) plus
   one pass of the same backbone over all of them, timed here;
 * ``peer_s``: the seed-style loop (the reference post's recipe written with ``tf.data``): decode
-  every epoch, the frozen base on every step, 10 epochs (flowers only; it is the slow one).
+  every epoch, the frozen base on every step, 10 epochs (flowers only; it is the slow one;
+  ``--quick``: 3 epochs, the 10-epoch time estimated from the later epochs).
 
 Datasets: flowers5 (all 4,317 photos; ``--quick``: 10 per label) and a generated mixed-size set
 (20% 2000x1500, the rest 640x480, made from the flowers photos). Also reported from the run's
@@ -184,9 +185,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sets (under a minute on a quiet machine)")
     parser.add_argument("--mixed", type=int, default=1000, help="images in the generated mixed-size set")
-    parser.add_argument("--peer-epochs", type=int, default=10,
-                        help="below 10, the 10-epoch peer time is estimated from the later epochs")
+    parser.add_argument("--peer-epochs", type=int, default=None,
+                        help="default 10 (quick: 3); below 10, the 10-epoch peer time is estimated "
+                             "from the later epochs")
     args = parser.parse_args()
+    if args.peer_epochs is None:
+        args.peer_epochs = 3 if args.quick else 10
     quiet()
     if not FLOWERS.is_dir():
         raise SystemExit(f"needs the handed flowers photos at {FLOWERS}")
