@@ -8,7 +8,7 @@ extra image. The Python heap is checked from the smallest to the largest N; RSS 
 last two sizes, since it first grows by a fixed amount while SQLite's page caches fill
 (4 MB for the merge index, 2 MB for the manifest's file list; full by ~20k images).
 
-    python bench/merge_memory.py --quick      # 2k vs 10k, Python heap target only (< 1 min)
+    python bench/merge_memory.py --quick      # 1k vs 5k, Python heap target only (< 1 min)
     python bench/merge_memory.py              # 2k, 20k, 100k
 """
 from __future__ import annotations
@@ -90,7 +90,7 @@ def _child(*args: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2k vs 20k images only")
+    parser.add_argument("--quick", action="store_true", help="1k vs 5k images only")
     parser.add_argument("--sizes", type=int, nargs="+", help="image counts (default 2000 20000 100000)")
     parser.add_argument("--_build", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--_measure", nargs=2, help=argparse.SUPPRESS)
@@ -102,7 +102,7 @@ def main() -> None:
     if args._measure:
         print(json.dumps(measure(Path(args._measure[0]), args._measure[1])))
         return
-    sizes = args.sizes or ([2000, 10000] if args.quick else [2000, 20000, 100000])
+    sizes = args.sizes or ([1000, 5000] if args.quick else [2000, 20000, 100000])
     t0, rows = time.perf_counter(), []
     with tempfile.TemporaryDirectory(prefix="bench-merge-") as tmp:
         for n in sizes:
