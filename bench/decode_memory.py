@@ -17,6 +17,7 @@ Target: streamed peak RssAnon at the large N <= 1.1x the small N's (and the grow
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import threading
 import time
@@ -154,6 +155,7 @@ def main() -> None:
             rows.setdefault(mode, {})[str(n)] = {"images": kept, "peak_rss_anon_mb": round(sampler.peak(), 1),
                                                  "seconds": round(time.monotonic() - t0, 2)}
     sampler.stop()
+    shutil.rmtree(work, ignore_errors=True)
     doc: dict = {"bench": "decode_memory", "quick": args.quick, "backbone": f"tiny@{SIZE}",
                  "small": args.small, "large": large, "runs": rows,
                  "targets": {"streamed_ratio": "<= 1.1 (peak RssAnon large / small)"}}

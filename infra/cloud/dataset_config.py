@@ -22,7 +22,8 @@ from headstart.shared.runtime.specs import format_validation_error
 SECTION_COMMANDS = {"scrape": "scrape", "train": "train", "evaluate": "evaluate", "gradcam": "gradcam",
                     "audit": "audit"}
 # Set by the pipeline itself (inputs, outputs, sharding) or meaningless in the cloud.
-PIPELINE_OWNED = {"out", "shard", "shard_count", "allow_loopback", "overwrite", "cache_dir"}
+PIPELINE_OWNED = {"out", "shard", "shard_count", "allow_loopback", "overwrite", "cache_dir",
+                  "features"}  # train --features: the pipeline's features path sets it
 _JSON_TYPES = {"string", "integer", "number", "boolean", "null", "array"}
 
 

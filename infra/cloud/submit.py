@@ -34,6 +34,8 @@ JOBS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "audit": (("dataset",), "audit", "gpu_queue"),
     "scrape": (("urls",), "", "cpu_queue"),  # writes the dataset given as its second input
     "predict": (("model", "images"), "predict", "gpu_queue"),
+    # the frozen backbone pass, sharded; then `submit train DATASET --args="--features RUN/features"`
+    "features": (("dataset",), "features", "gpu_queue"),
 }
 # Sharded jobs whose array is followed by one merge job (dependsOn the array).
 MERGES = {"scrape": "scrape-merge", "predict": "predict-merge"}

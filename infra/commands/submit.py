@@ -1,4 +1,4 @@
-"""``headstart submit pipeline|train|evaluate|gradcam|scrape ...``: run it on AWS."""
+"""``headstart submit pipeline|train|evaluate|gradcam|scrape|predict|features ...``: run it on AWS."""
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -17,14 +17,16 @@ USAGE = {
     "gradcam": "MODEL IMAGES",
     "scrape": "URLS DATASET",
     "predict": "RUN IMAGES",
+    "features": "DATASET",
 }
 
 
 class SubmitSpec(CloudSpec):
-    what: Literal["pipeline", "train", "evaluate", "gradcam", "scrape", "predict"] = Field(
-        description="pipeline | train | evaluate | gradcam | scrape | predict", json_schema_extra={"positional": True})
-    first: str | None = Field(None, description="pipeline/train: DATASET; evaluate/gradcam/predict: MODEL run; "
-                              "scrape: URLS", json_schema_extra={"positional": True})
+    what: Literal["pipeline", "train", "evaluate", "gradcam", "scrape", "predict", "features"] = Field(
+        description="pipeline | train | evaluate | gradcam | scrape | predict | features",
+        json_schema_extra={"positional": True})
+    first: str | None = Field(None, description="pipeline/train/features: DATASET; evaluate/gradcam/predict: "
+                              "MODEL run; scrape: URLS", json_schema_extra={"positional": True})
     second: str | None = Field(None, description="evaluate: DATASET; gradcam/predict: IMAGES; scrape: the "
                                "DATASET to write", json_schema_extra={"positional": True})
     urls: str | None = Field(None, description="pipeline: scrape this URL list into DATASET first")
@@ -33,8 +35,8 @@ class SubmitSpec(CloudSpec):
     name: str | None = Field(None, description="name of the run; unset: from the dataset")
     args: str | None = Field(None, description="extra flags of the job (pipeline: of train), e.g. "
                              "--args=\"--backbone mobilenet_v2 --epochs 5\"")
-    shards: int | None = Field(None, ge=1, le=10_000, description="scrape/gradcam: run as an array job "
-                               "of this many shards (pipeline, unset: from the URL list's size)")
+    shards: int | None = Field(None, ge=1, le=10_000, description="scrape/gradcam/predict/features: run as an "
+                               "array job of this many shards (pipeline, unset: from the URL list's size)")
     shard_bytes: int = Field(1_000_000, ge=1, description="pipeline: bytes of URL list per scrape shard")
     # The sections of a headstart.yaml, which `--spec headstart.yaml` fills (the file may also
     # set the settings above). Unset: the headstart.yaml beside the dataset, if any.

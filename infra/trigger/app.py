@@ -37,6 +37,17 @@ READY_MARKER = "_READY"
 MAX_SHARDS = 10_000
 DEFAULT_SHARD_BYTES = 1_000_000
 _NAME_OK = re.compile(r"[^A-Za-z0-9_-]+")
+# Above this many images the backbone pass runs as a features array job of FEATURE_SHARDS
+# children and train fits the head from their shards (stack parameters FeaturesThreshold /
+# FeatureShards; threshold 0 = never).
+DEFAULT_FEATURES_THRESHOLD = 50_000
+DEFAULT_FEATURE_SHARDS = 8
+# Train options the features job takes too (they decide the features; the train section is
+# their one source, so the shards always match the train job). Kept equal to the specs' common
+# options by tests/infra/test_features_pipeline.py.
+FEATURES_FROM_TRAIN = ("accelerate", "backbone", "image_size", "max_per_label", "max_pixels",
+                       "min_per_label", "min_side", "seed", "test_fraction", "valid_fraction", "weights")
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 def shards_for(size_bytes: int, shard_bytes: int = DEFAULT_SHARD_BYTES) -> int:
@@ -65,11 +76,44 @@ def _merge_env(*layers: list[dict[str, str]]) -> list[dict[str, str]]:
 MERGE_OPTIONS = ("valid_fraction", "test_fraction", "seed", "min_success", "on_conflict")
 
 
+def _features_path(run_uri: str, train_env: list[dict[str, str]], threshold: int,
+                   shards: int) -> tuple[dict[str, Any] | None, list[dict[str, str]]]:
+    """(``features`` input, the features job's environment) from the train job's environment;
+    None when the path is off or train needs pixels (fine-tuning, augmentation, slow path, auto)."""
+    values = {e["Name"][len("HEADSTART_"):].lower(): e["Value"] for e in train_env}
+    needs_pixels = (values.get("fine_tune_layers", "0") != "0" or values.get("augment_views", "0") != "0"
+                    or values.get("fast_path") == "false" or values.get("auto") == "true")
+    env = [e for e in train_env if e["Name"][len("HEADSTART_"):].lower() in FEATURES_FROM_TRAIN]
+    if values.get("recipe") == "reference":  # its head trains on the spatial maps
+        env = _merge_env(env, [{"Name": "HEADSTART_SPATIAL", "Value": "true"}])
+    env = _merge_env(env, [{"Name": "HEADSTART_SHARD_COUNT", "Value": str(int(shards))}])
+    if threshold <= 0 or shards < 2 or needs_pixels:
+        return None, env
+    return {"uri": f"{run_uri}/features", "threshold": int(threshold), "shards": int(shards)}, env
+
+
+def count_images(s3: Any, bucket: str, prefix: str, limit: int) -> int:
+    """Image files under ``s3://bucket/prefix`` (hidden and ``_`` names left out), counting
+    stops past ``limit``: enough to compare with the features threshold."""
+    count = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            name = obj["Key"].rsplit("/", 1)[-1]
+            if not name.startswith((".", "_")) and name.lower().endswith(_IMAGE_SUFFIXES):
+                count += 1
+        if count > limit:
+            break
+    return count
+
+
 def pipeline_input(bucket: str, dataset_name: str, run_prefix: str, dataset_uri: str,
                    urls_uri: str | None = None, shards: int = 1,
                    train_environment: list[dict[str, str]] | None = None,
                    images_uri: str | None = None,
-                   sections: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+                   sections: dict[str, dict[str, Any]] | None = None,
+                   image_count: int | None = None,
+                   features_threshold: int = DEFAULT_FEATURES_THRESHOLD,
+                   feature_shards: int = DEFAULT_FEATURE_SHARDS) -> dict[str, Any]:
     """The state machine's input (see infra/statemachine/pipeline.asl.json).
 
     Outputs go to ``s3://<bucket>/<run_prefix>/{audit,model,eval,gradcam}``; a failure is recorded
@@ -78,6 +122,9 @@ def pipeline_input(bucket: str, dataset_name: str, run_prefix: str, dataset_uri:
     as ``environment.<job>``; ``train_environment`` (``submit --args``) wins over the config.
     An ``audit`` section turns the audit step on; train then excludes what it drops
     (``HEADSTART_EXCLUDE`` = the audit folder).
+    Above ``features_threshold`` images (``image_count``, or the scrape manifest's count) the
+    backbone pass runs as a ``feature_shards``-child features array job and train reads its
+    shards (``environment.train_features``).
     """
     run_prefix = run_prefix.strip("/")
     run_uri = f"s3://{bucket}/{run_prefix}"
@@ -91,10 +138,14 @@ def pipeline_input(bucket: str, dataset_name: str, run_prefix: str, dataset_uri:
     env["scrape_array"] = _merge_env(env["scrape"], [{"Name": "HEADSTART_SHARD_COUNT", "Value": str(int(shards))}])
     env["scrape_merge"] = dataset_config.environment(merge)
     env["train"] = _merge_env(env["train"], list(train_environment or []))
-    failure_source = None
+    features, env["features"] = _features_path(run_uri, env["train"], features_threshold, feature_shards)
+    env["train_features"] = _merge_env(env["train"], [{"Name": "HEADSTART_FEATURES",
+                                                       "Value": features["uri"] if features else ""}])
+    failure_source = manifest = None
     if dataset_uri.startswith("s3://"):
         src_bucket, _, key = dataset_uri[len("s3://"):].partition("/")
         failure_source = f"{src_bucket}/{quote(key.rstrip('/') + '/_FAILURE.json')}"
+        manifest = {"Bucket": src_bucket, "Key": f"{key.rstrip('/')}/manifest.json".lstrip("/")}
     return {
         "name": dataset_name,
         "run_prefix": run_prefix,
@@ -109,6 +160,9 @@ def pipeline_input(bucket: str, dataset_name: str, run_prefix: str, dataset_uri:
         "images": images_uri or dataset_uri,
         "environment": env,
         "scrape_failure_source": failure_source,
+        "dataset_manifest": manifest,
+        "image_count": image_count,
+        "features": features,
     }
 
 
@@ -133,8 +187,11 @@ def upload_of(record: dict[str, Any], prefix: str) -> tuple[str, str, str, str] 
 
 
 def input_for_record(record: dict[str, Any], prefix: str, shard_bytes: int = DEFAULT_SHARD_BYTES,
-                     sections: dict[str, dict[str, Any]] | None = None) -> tuple[str, dict[str, Any]] | None:
-    """(execution name, pipeline input) for one S3 event record, or None to ignore it."""
+                     sections: dict[str, dict[str, Any]] | None = None, counter: Any = None,
+                     features_threshold: int = DEFAULT_FEATURES_THRESHOLD,
+                     feature_shards: int = DEFAULT_FEATURE_SHARDS) -> tuple[str, dict[str, Any]] | None:
+    """(execution name, pipeline input) for one S3 event record, or None to ignore it.
+    ``counter(bucket, prefix, limit)`` counts an uploaded dataset's images (features path)."""
     if not str(record.get("eventName", "")).startswith("ObjectCreated:"):
         return None
     s3 = record["s3"]
@@ -150,11 +207,15 @@ def input_for_record(record: dict[str, Any], prefix: str, shard_bytes: int = DEF
     run_id = execution_name(name, bucket, key, version)
     run_prefix = f"runs/{name}/{run_id}"
     folder = f"s3://{bucket}/{prefix}{name}"
-    if marker == URLS_FILE:
+    if marker == URLS_FILE:  # the scrape's manifest will say how many images it made
         body = pipeline_input(bucket, name, run_prefix, f"{folder}/images", urls_uri=f"{folder}/{URLS_FILE}",
-                              shards=shards_for(int(obj.get("size", 0)), shard_bytes), sections=sections)
+                              shards=shards_for(int(obj.get("size", 0)), shard_bytes), sections=sections,
+                              features_threshold=features_threshold, feature_shards=feature_shards)
     else:
-        body = pipeline_input(bucket, name, run_prefix, folder, sections=sections)
+        count = counter(bucket, f"{prefix}{name}/", features_threshold) \
+            if counter is not None and features_threshold > 0 else None
+        body = pipeline_input(bucket, name, run_prefix, folder, sections=sections, image_count=count,
+                              features_threshold=features_threshold, feature_shards=feature_shards)
     return run_id, body
 
 
@@ -210,6 +271,8 @@ def handler(event: dict[str, Any], context: Any = None, client: Any = None, s3: 
     state_machine = os.environ["STATE_MACHINE_ARN"]
     prefix = os.environ.get("TRIGGER_PREFIX", "datasets/")
     shard_bytes = int(os.environ.get("SHARD_BYTES", DEFAULT_SHARD_BYTES))
+    sizing = {"features_threshold": int(os.environ.get("FEATURES_THRESHOLD", DEFAULT_FEATURES_THRESHOLD)),
+              "feature_shards": int(os.environ.get("FEATURE_SHARDS", DEFAULT_FEATURE_SHARDS))}
     outcome = {"started": 0, "duplicate": 0, "ignored": 0, "invalid": 0}
     for record in event.get("Records", []):
         upload = upload_of(record, prefix)
@@ -218,7 +281,10 @@ def handler(event: dict[str, Any], context: Any = None, client: Any = None, s3: 
             continue
         bucket, _, name, _ = upload
         sections, problems = dataset_sections(s3, bucket, prefix, name)
-        found = None if problems else input_for_record(record, prefix, shard_bytes, sections)
+        found = None if problems else input_for_record(
+            record, prefix, shard_bytes, sections,
+            counter=lambda b, p, limit: count_images(s3, b, p, limit),
+            features_threshold=sizing["features_threshold"], feature_shards=sizing["feature_shards"])
         if found is None:
             outcome["invalid" if problems else "ignored"] += 1
             continue

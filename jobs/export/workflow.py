@@ -91,6 +91,8 @@ def _timed(fn, images: np.ndarray, batch_size: int) -> tuple[np.ndarray, float]:
 
 def parity(spec: ExportSpec, trained, test, fn, size_bytes: int, replaced: bool) -> dict:
     """The parity record of an exported model against ``model.keras`` on ``test``."""
+    from headstart.jobs.export.convert import INT8_FLOAT_OPS
+
     from headstart.shared.model.features import compiled_call
 
     ref, ms_ref = _timed(compiled_call(trained.model), test.images, spec.batch_size)
@@ -105,7 +107,9 @@ def parity(spec: ExportSpec, trained, test, fn, size_bytes: int, replaced: bool)
             "accuracy_export": float(np.mean(got.argmax(1) == test.labels)),
             "size_bytes": size_bytes, "keras_size_bytes": keras_bytes,
             "ms_per_image": ms, "ms_per_image_keras": ms_ref, "batch_size": spec.batch_size,
-            "resize_replaced": replaced, "input": "float32 RGB 0-255, (batch, height, width, 3), any size"}
+            "resize_replaced": replaced,
+            "float_ops": list(INT8_FLOAT_OPS) if spec.quantize == "int8" else [],
+            "input": "float32 RGB 0-255, (batch, height, width, 3), any size"}
 
 
 def _upload_tree(out: RunOutput, local: str) -> None:

@@ -22,6 +22,10 @@ class TrainSpec(JobSpec):
     recipe: Literal["default", "reference"] = Field(
         "default", description="default: head, regularisation and steps chosen by k-fold CV on cached "
         "features; reference: the reference notebook's head and schedule")
+    features: str | None = Field(None, description="train the head on the feature shards of "
+                                 "`headstart features` (its --out, folder or URI) instead of decoding "
+                                 "images: no decode, no backbone pass; backbone and split settings "
+                                 "must be the shards'")
     exclude: str | None = Field(None, description="audit output (folder/URI or its keep.csv): train "
                                 "only on the images its keep-list keeps")
     epochs: int = Field(20, ge=1, le=10_000, description="maximum head-training epochs (early stopping ends sooner)")
@@ -101,4 +105,15 @@ class TrainSpec(JobSpec):
     @model_validator(mode="after")
     def _fractions(self) -> TrainSpec:
         check_fractions(self.valid_fraction, self.test_fraction)
+        return self
+
+    @model_validator(mode="after")
+    def _features(self) -> TrainSpec:
+        # Cached shards hold the frozen base's outputs: whatever needs pixels cannot use them.
+        needs_pixels = {"fine_tune_layers": self.fine_tune_layers > 0, "augment_views": self.augment_views > 0,
+                        "fast_path": not self.fast_path, "auto": self.auto}
+        bad = [k for k, v in needs_pixels.items() if v]
+        if self.features and bad:
+            raise ValueError(f"--features trains the head on cached backbone outputs, but "
+                             f"{bad[0]}={getattr(self, bad[0])!r} needs the images: drop one of the two")
         return self

@@ -110,7 +110,15 @@ def train(spec: TrainSpec) -> Summary:
     source: Prefetch | None = None
     built: tuple[Any, Any] | None = None
     index: DatasetIndex | None = None
-    if not spec.auto:  # auto checks each candidate's weights itself
+    splits: dict[str, Any] = {}
+    if spec.features:  # cached shards of `headstart features`: no decode, no backbone pass
+        from headstart.jobs.train.fromfeatures import load_cached
+
+        preflight.check_backbone(spec.backbone, spec.weights, size, build=False)
+        t0 = time.monotonic()
+        spec, index, splits = load_cached(spec, size)
+        clock.add("shards_s", time.monotonic() - t0)
+    elif not spec.auto:  # auto checks each candidate's weights itself
         # Cheap checks only: the build below proves the weights fit (once, not twice).
         preflight.check_backbone(spec.backbone, spec.weights, size, build=False)
         index = _index(spec)
@@ -137,7 +145,11 @@ def train(spec: TrainSpec) -> Summary:
         assert built is not None and index is not None, "built above, in one of the two branches"
         clf, strategy = built
         maps = None
-        if source is not None and streams(spec):
+        if spec.features:  # the recipe's extractor becomes the identity over the cached features
+            from headstart.jobs.train.fromfeatures import use_cached
+
+            use_cached(clf, spec, splits)
+        elif source is not None and streams(spec):
             splits, maps = streamed_pass(spec, index, clf, source, size, clock)
         else:
             t0 = time.monotonic()

@@ -14,12 +14,10 @@ import hashlib
 import io
 from dataclasses import dataclass
 
-import numpy as np
 from PIL import Image
 
 from headstart.shared.runtime.config import FromSpec
-from headstart.shared.data.images import (EXTENSIONS, ImageRejected, decode_image, inspect_image,
-                                          resize_longest)
+from headstart.shared.data.images import EXTENSIONS, ImageRejected, decode_to_image, inspect_image, resize_longest
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,9 +47,9 @@ class Prepared:
     stored_sha256: str = ""
 
 
-def _encode_jpeg(array: np.ndarray, quality: int) -> bytes:
+def _encode_jpeg(img: Image.Image, quality: int) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="JPEG", quality=quality)
+    img.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
 
 
@@ -69,13 +67,13 @@ def prepare_image(data: bytes, opts: PrepOptions) -> Prepared:
     try:
         # The one decode path: checks, upright, 8-bit RGB. Kept originals are decoded in full
         # too (scaled, which still reads every coded byte) so truncation is caught here.
-        array = decode_image(data, max_pixels=opts.max_pixels, min_side=opts.min_side,
-                             longest=opts.resize if rewrite else max(opts.min_side, 64))
-        if rewrite:
-            img = Image.fromarray(array)  # upright: the EXIF orientation is in the pixels now
+        # (As a Pillow image: decode -> resize -> encode never copies through numpy.)
+        img = decode_to_image(data, max_pixels=opts.max_pixels, min_side=opts.min_side,
+                              longest=opts.resize if rewrite else max(opts.min_side, 64))
+        if rewrite:  # upright: the EXIF orientation is in the pixels now
             if opts.resize is not None:
                 img = resize_longest(img, opts.resize)
-            out.data, out.ext = _encode_jpeg(np.asarray(img), opts.jpeg_quality), "jpg"
+            out.data, out.ext = _encode_jpeg(img, opts.jpeg_quality), "jpg"
         else:  # the original bytes, EXIF tag included: every reader applies it
             out.data, out.ext = data, EXTENSIONS[info.format]
     except ImageRejected as exc:

@@ -129,13 +129,30 @@ def decode_image(data: bytes, *, target: int | None = None, max_pixels: int = MA
     """
     from headstart.shared.data import pixels
 
+    return _checked_decode(data, pixels.decode_upright, target, max_pixels, min_side, longest)
+
+
+def decode_to_image(data: bytes, *, target: int | None = None, max_pixels: int = MAX_PIXELS,
+                    min_side: int = MIN_SIDE, longest: int | None = None) -> Image.Image:
+    """:func:`decode_image` (same checks, same pixels) as an RGB Pillow image: for chains
+    that stay in Pillow (scrape's resize + re-encode), without the numpy copies."""
+    from headstart.shared.data import pixels
+
+    return _checked_decode(data, pixels.decode_upright_image, target, max_pixels, min_side, longest)
+
+
+def _checked_decode(data: bytes, decode, target: int | None, max_pixels: int, min_side: int,
+                    longest: int | None):
+    """Steps 1-4 of :func:`decode_image`, with ``decode(data, factor, is_jpeg)`` for the pixels."""
+    from headstart.shared.data import pixels
+
     info = inspect_image(data, max_pixels, min_side)
     factor = (shrink_factor(max(info.width, info.height), max(info.width, info.height), longest)
               if longest else shrink_factor(info.width, info.height, target))
     try:
         if info.format == "jpeg":
             pixels.check_jpeg(data, info)
-        return pixels.decode_upright(data, factor, info.format == "jpeg")
+        return decode(data, factor, info.format == "jpeg")
     except ImageRejected:
         raise
     except Image.DecompressionBombError as exc:

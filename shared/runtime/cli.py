@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "audit": "headstart.jobs.audit.main",
     "predict": "headstart.jobs.predict.main",
     "predict-merge": "headstart.jobs.predict.merge_main",
+    "features": "headstart.jobs.features.main",
     "export": "headstart.jobs.export.main",
 }
 

@@ -21,7 +21,8 @@ BUCKET = "headstart-data"
 JOB_DEFINITIONS = {"Train": "TrainJobDefinition", "Evaluate": "EvaluateJobDefinition",
                    "Gradcam": "GradcamJobDefinition", "Scrape": "ScrapeJobDefinition",
                    "ScrapeMerge": "ScrapeMergeJobDefinition", "Predict": "PredictJobDefinition",
-                   "PredictMerge": "PredictMergeJobDefinition", "Audit": "AuditJobDefinition"}
+                   "PredictMerge": "PredictMergeJobDefinition", "Audit": "AuditJobDefinition",
+                   "Features": "FeaturesJobDefinition"}
 
 
 def _camel(key: str) -> str:
@@ -135,3 +136,34 @@ def deploy_pipeline(definition: dict[str, Any] | None = None) -> dict[str, str]:
     sfn = boto3.client("stepfunctions", region_name=REGION)
     arn = sfn.create_state_machine(name="pipeline", definition=text, roleArn=role)["stateMachineArn"]
     return {**subs, "StateMachineArn": arn}
+
+
+class S3ClientAdapter:
+    """moto's ``aws-sdk:s3:getObject`` task hands back the boto3 body stream, which its
+    intrinsic functions cannot read; the real service returns a text body as a string."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def get_object(self, **params: Any) -> dict[str, Any]:
+        response = self._client.get_object(**params)
+        response["Body"] = response["Body"].read().decode("utf-8")
+        return response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def patch_sfn_s3(monkeypatch) -> None:
+    """Install :class:`S3ClientAdapter` for the state machine's ``aws-sdk:s3`` tasks."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_aws_sdk as module,
+    )
+
+    original = module.boto_client_for
+
+    def client_for(*args: Any, **kwargs: Any) -> Any:
+        client = original(*args, **kwargs)
+        return S3ClientAdapter(client) if kwargs.get("service", args[0] if args else None) == "s3" else client
+
+    monkeypatch.setattr(module, "boto_client_for", client_for)

@@ -10,7 +10,7 @@ from moto_pipeline import BUCKET, REGION, deploy_pipeline, patch_sfn_batch
 
 from headstart.shared.runtime import cli
 
-MINE = ("submit", "status", "results", "train", "evaluate", "gradcam", "scrape")
+MINE = ("submit", "status", "results", "train", "evaluate", "gradcam", "scrape", "features")
 
 
 @pytest.fixture
@@ -389,3 +389,21 @@ def test_status_names_the_digest_of_an_immutable_ecr_tag():
         assert image_with_digest(cloud, f"{uri}:gone") == f"{uri}:gone"  # unknown tag: as given
         assert image_with_digest(cloud, f"{uri}@{digest}") == f"{uri}@{digest}"
         assert image_with_digest(cloud, "headstart:test") == "headstart:test"
+
+
+def test_submit_features_shards_the_backbone_pass_as_an_array_job(stack, headstart):
+    arns, _ = stack
+    code, out, err = headstart("submit", "features", f"s3://{BUCKET}/datasets/big", "--shards", "3",
+                               "--run", f"s3://{BUCKET}/runs/big", "--args=--backbone mobilenet_v2 --spatial")
+    assert code == 0, err
+    ids = [line.split(": ")[1] for line in out.splitlines() if line.startswith("batch job: ")]
+    import boto3
+
+    (job,) = boto3.client("batch", region_name=REGION).describe_jobs(jobs=ids)["jobs"]
+    assert job["jobQueue"] == arns["GpuJobQueueArn"] and job["arrayProperties"]["size"] == 3
+    assert job["jobDefinition"].split("/")[-1].startswith("headstart-features")
+    assert job["parameters"] == {"dataset": f"s3://{BUCKET}/datasets/big", "out": f"s3://{BUCKET}/runs/big/features"}
+    env = {e["name"]: e["value"] for e in job["container"]["environment"]}
+    assert env["HEADSTART_SHARD_COUNT"] == "3" and env["HEADSTART_SPATIAL"] == "true"
+    code, _, err = headstart("submit", "features", f"s3://{BUCKET}/datasets/big", "--args=--spatial maybe")
+    assert code == 2 and "spatial" in err

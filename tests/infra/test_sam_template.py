@@ -15,8 +15,9 @@ from infra_helpers import (PLACEHOLDER, ROOT, TEMPLATE, load_template, resources
 JOB_DEFINITIONS = {"TrainJobDefinition": "train", "EvaluateJobDefinition": "evaluate",
                    "GradcamJobDefinition": "gradcam", "ScrapeJobDefinition": "scrape",
                    "ScrapeMergeJobDefinition": "scrape-merge", "PredictJobDefinition": "predict",
-                   "PredictMergeJobDefinition": "predict-merge", "AuditJobDefinition": "audit"}
-GPU_JOBS = {"train", "evaluate", "gradcam", "predict", "audit"}
+                   "PredictMergeJobDefinition": "predict-merge", "AuditJobDefinition": "audit",
+                   "FeaturesJobDefinition": "features"}
+GPU_JOBS = {"train", "evaluate", "gradcam", "predict", "audit", "features"}
 # The one AWS managed policy we allow: what the ECS agent on a Batch instance needs.
 ALLOWED_MANAGED = ("service-role/AmazonEC2ContainerServiceforEC2Role",
                    "service-role/AWSLambdaBasicExecutionRole")
@@ -128,7 +129,10 @@ def test_state_machine_tasks_use_sync_batch_with_throttling_retry_and_catch():
         assert "Batch.TooManyRequestsException" in retry["ErrorEquals"] and retry["BackoffRate"] > 1
         assert state["Catch"][0]["Next"] == f"{name}Failed"  # names the step, then RecordFailure
     assert "ArrayProperties" in states["ScrapeArray"]["Parameters"]
-    assert states["ScrapeArray"]["Next"] == "ScrapeMerge" and states["ScrapeMerge"]["Next"] == "AuditNeeded"
+    assert states["ScrapeArray"]["Next"] == "ScrapeMerge" and states["ScrapeMerge"]["Next"] == "CountImages"
+    assert "ArrayProperties" in states["FeaturesArray"]["Parameters"]
+    assert states["FeaturesArray"]["Next"] == "UseFeatures" and states["UseFeatures"]["Next"] == "AuditNeeded"
+    assert states["FeaturesNeeded"]["Default"] == "AuditNeeded"
     # The optional audit: a choice on the input's `audit` flag, then train either way.
     assert states["AuditNeeded"]["Choices"][0]["Next"] == "Audit" and states["AuditNeeded"]["Default"] == "Train"
     assert states["Audit"]["Next"] == "Train"

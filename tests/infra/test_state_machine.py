@@ -114,7 +114,8 @@ def test_every_batch_step_has_a_timeout_and_a_catch_naming_the_step():
     definition = state_machine_definition()
     states = definition["States"]
     tasks = {n: s for n, s in states.items() if s.get("Resource", "").startswith("arn:aws:states:::batch:")}
-    assert set(tasks) == {"Scrape", "ScrapeArray", "ScrapeMerge", "Audit", "Train", "Evaluate", "Gradcam"}
+    assert set(tasks) == {"Scrape", "ScrapeArray", "ScrapeMerge", "FeaturesArray", "Audit", "Train", "Evaluate",
+                          "Gradcam"}
     template = load_template()
     attempts = {name: props["Timeout"]["AttemptDurationSeconds"] * props["RetryStrategy"]["Attempts"]
                 for name, props in resources(template, "AWS::Batch::JobDefinition")}
@@ -129,8 +130,8 @@ def test_every_batch_step_has_a_timeout_and_a_catch_naming_the_step():
         assert named["Parameters"]["step"] == name
         assert states[named["Next"]]["Type"] == "Task"  # RecordFailure (or the scrape copy first)
     # The execution itself is bounded too, above the longest path of step timeouts.
-    longest = sum(tasks[n]["TimeoutSeconds"]
-                  for n in ("ScrapeArray", "ScrapeMerge", "Audit", "Train", "Evaluate", "Gradcam"))
+    longest = sum(tasks[n]["TimeoutSeconds"] for n in ("ScrapeArray", "ScrapeMerge", "FeaturesArray", "Audit",
+                                                       "Train", "Evaluate", "Gradcam"))
     assert definition["TimeoutSeconds"] >= longest
 
 

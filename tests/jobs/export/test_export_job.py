@@ -58,20 +58,25 @@ def test_tflite(trained_run: str, tmp_path: Path, quantize: str) -> None:
 
 
 def test_tflite_int8_converts_and_reports(trained_run: str, tmp_path: Path) -> None:
-    """int8 converts with builtin int8 ops from training images and reports its parity honestly."""
+    """int8 (head kept float) meets the 97% top-1 target; fully int8 it was 2/8 on this model."""
+    import tensorflow as tf
+
     assert main(["export", trained_run, "--format", "tflite", "--quantize", "int8", "--out", str(tmp_path),
                  "--representative", "16"]) == 0
     folder = tmp_path / "export" / "tflite-int8"
     doc = _parity(folder)
     assert doc["quantize"] == "int8" and doc["images"] == 8 and doc["target_agreement"] == 0.97
-    assert doc["meets_target"] == (doc["top1_agreement"] >= 0.97)
-    assert 0 <= doc["top1_agreement"] <= 1 and doc["size_bytes"] == (folder / "model.tflite").stat().st_size
+    assert doc["top1_agreement"] >= 0.97 and doc["meets_target"], doc
+    assert doc["max_abs_dp"] < 0.05 and doc["float_ops"] == ["MEAN", "FULLY_CONNECTED", "SOFTMAX"]
+    assert doc["size_bytes"] == (folder / "model.tflite").stat().st_size
     fp32 = tmp_path / "f"
     assert main(["export", trained_run, "--format", "tflite", "--out", str(fp32)]) == 0
     assert doc["size_bytes"] < _parity(fp32 / "export" / "tflite")["size_bytes"]  # really quantized
-    # Known gap (notes/predict.md): int8 agreement is below the 97% target on current models.
-    if not doc["meets_target"]:
-        pytest.xfail(f"int8 top-1 agreement {doc['top1_agreement']:.3f} < 0.97 (known, not fixed yet)")
+    interp = tf.lite.Interpreter(model_path=str(folder / "model.tflite"))
+    ops = {d["op_name"] for d in interp._get_ops_details()}
+    int8 = {t["name"] for t in interp.get_tensor_details() if t["dtype"] == np.int8}
+    assert {"CONV_2D", "QUANTIZE", "DEQUANTIZE", "FULLY_CONNECTED"} <= ops
+    assert any("conv" in n.lower() or "relu" in n.lower() for n in int8)  # the backbone runs int8
 
 
 def test_savedmodel_and_bad_arguments(trained_run: str, tmp_path: Path,
