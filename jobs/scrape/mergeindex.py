@@ -29,7 +29,7 @@ class MergeIndex:
         self._tmp = tempfile.TemporaryDirectory(prefix="headstart-merge-")
         self.db = sqlite3.connect(Path(self._tmp.name) / "merge.sqlite", isolation_level=None)
         self.db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; "
-                              "PRAGMA cache_size=-16000; PRAGMA temp_store=FILE;" + _SCHEMA)
+                              "PRAGMA cache_size=-4000; PRAGMA temp_store=FILE;" + _SCHEMA)
 
     def __enter__(self) -> MergeIndex:
         return self

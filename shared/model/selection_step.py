@@ -16,7 +16,7 @@ from headstart.shared.model.classifier import Classifier, with_head
 from headstart.shared.model.features import augmenter, extract_features
 from headstart.shared.model.selection import cross_val_probs, keras_head, pooled, select_head
 from headstart.shared.model.training import PhaseResult
-from headstart.shared.runtime.cpus import blas_threads
+from headstart.shared.model.blas import blas_threads
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def selected_head(clf: Classifier, splits: dict[str, LoadedSplit], cfg, result,
         offset += n
     t1 = time.monotonic()
     n_classes = int(clf.head.output.shape[-1])
-    with blas_threads(1):  # small products: threads only spin (see runtime.cpus.blas_threads)
+    with blas_threads(1):  # small products: threads only spin (see model.blas.blas_threads)
         sel = select_head(np.concatenate(rows), np.concatenate(labels), n_classes, seed=cfg.seed,
                           groups=np.concatenate(groups),
                           eval_rows=np.concatenate(plain), class_weights=cfg.class_weights,

@@ -156,7 +156,7 @@ def test_forced_memmap_leaves_no_file_behind(tmp_path):
 
 
 def test_blas_threads_sets_and_restores():
-    from headstart.shared.runtime.cpus import _openblas_libs, blas_threads
+    from headstart.shared.model.blas import _openblas_libs, blas_threads
 
     libs = _openblas_libs()
     if not libs:
