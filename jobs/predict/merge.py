@@ -11,39 +11,27 @@ import io
 import json
 import logging
 import os
-import re
 import tempfile
 
 from headstart.jobs.predict.outputs import (GALLERY_INDEX, PREDICTIONS, Gallery, render_report,
                                             skipped_csv, upload_file)
 from headstart.jobs.predict.spec import PredictMergeSpec
 from headstart.shared.data.images import Skipped
+from headstart.shared.data.sharding import published_shards
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.storage.manifest import RunOutput, is_published
 from headstart.shared.runtime.summary import Summary
 from headstart.shared.storage.store import join, open_store
 
 log = logging.getLogger("headstart.predict")
-_SHARD = re.compile(r"^shard-(\d{5})-of-(\d{5})/manifest\.json$")
 
 
 def find_shards(root) -> list[str]:
     """The shard folder names under ``root``; all of one count, every index present."""
-    found: dict[int, set[int]] = {}
-    for key in root.list():  # a folder prefix on local stores: list all, match the shard manifests
-        m = _SHARD.match(key)
-        if m:
-            found.setdefault(int(m[2]), set()).add(int(m[1]))
-    if not found:
+    names = published_shards(root.list(), root.uri, "shard(s)")
+    if not names:
         raise UserError(f"no published predict shards (shard-*-of-*/manifest.json) under {root.uri!r}")
-    if len(found) > 1:
-        raise UserError(f"{root.uri!r} holds shards of different counts {sorted(found)}: "
-                        "remove the stale ones")
-    (count, indexes), = found.items()
-    missing = sorted(set(range(count)) - indexes)
-    if missing:
-        raise UserError(f"{root.uri!r} is missing shard(s) {missing} of {count}: rerun them first")
-    return [f"shard-{i:05d}-of-{count:05d}" for i in range(count)]
+    return names
 
 
 def merge(spec: PredictMergeSpec) -> Summary:

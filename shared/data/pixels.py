@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image
@@ -43,6 +45,17 @@ def check_jpeg(data: bytes, info: ImageInfo) -> None:
 
 def decode_upright(data: bytes, factor: int, is_jpeg: bool) -> np.ndarray:
     """Decode, shrunk by ``factor`` (1, 2, 4 or 8), upright, as RGB ``uint8`` (H, W, 3)."""
+    with _decoded(data, factor, is_jpeg) as (img, orientation, factor):
+        rgb = to_rgb8(img)
+    if factor > 1:  # formats without a scaled decode: box filter, integer factor
+        rgb = np.asarray(Image.fromarray(rgb).reduce(factor))
+    return np.ascontiguousarray(upright(rgb, orientation))
+
+
+@contextmanager
+def _decoded(data: bytes, factor: int, is_jpeg: bool) -> Iterator[tuple[Image.Image, int, int]]:
+    """The loaded image (JPEGs DCT-scaled by up to ``factor``), its EXIF orientation and the
+    integer factor the scaled decode left to do; the file is open inside the block only."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with Image.open(io.BytesIO(data)) as img:
@@ -52,10 +65,7 @@ def decode_upright(data: bytes, factor: int, is_jpeg: bool) -> np.ndarray:
                 img.draft(None, (max(1, w // factor), max(1, h // factor)))  # DCT-domain scaling
                 factor = max(1, factor // max(1, round(w / img.size[0])))  # what draft left to do
             img.load()
-            rgb = to_rgb8(img)
-    if factor > 1:  # formats without a scaled decode: box filter, integer factor
-        rgb = np.asarray(Image.fromarray(rgb).reduce(factor))
-    return np.ascontiguousarray(upright(rgb, orientation))
+            yield img, orientation, factor
 
 
 # EXIF orientation -> the Pillow transpose that :func:`upright` performs on arrays.
@@ -71,19 +81,11 @@ def decode_upright_image(data: bytes, factor: int, is_jpeg: bool) -> Image.Image
     Plain RGB and L images (what JPEGs decode to) skip the two numpy round trips a
     decode -> resize -> encode chain would make (each ~0.5 ms for a 320x240 image, holding
     the GIL); every other mode goes through :func:`to_rgb8`."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with Image.open(io.BytesIO(data)) as img:
-            orientation = _orientation(img)
-            if is_jpeg and factor > 1:
-                w, h = img.size
-                img.draft(None, (max(1, w // factor), max(1, h // factor)))
-                factor = max(1, factor // max(1, round(w / img.size[0])))
-            img.load()
-            if img.mode in ("RGB", "L") and "transparency" not in img.info:
-                rgb = img.convert("RGB")  # a copy for RGB: the file closes below
-            else:
-                rgb = Image.fromarray(to_rgb8(img))
+    with _decoded(data, factor, is_jpeg) as (img, orientation, factor):
+        if img.mode in ("RGB", "L") and "transparency" not in img.info:
+            rgb = img.convert("RGB")  # a copy for RGB: the file closes below
+        else:
+            rgb = Image.fromarray(to_rgb8(img))
     if factor > 1:
         rgb = rgb.reduce(factor)
     return rgb.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else rgb

@@ -69,6 +69,30 @@ def shard_name(index: int, count: int) -> str:
     return f"shard-{index:05d}-of-{count:05d}"
 
 
+_PUBLISHED = re.compile(r"^shard-(\d{5})-of-(\d{5})/manifest\.json$")
+
+
+def published_shards(keys: Iterable[str], uri: str, what: str = "shards") -> list[str]:
+    """The shard folder names (``shard-I-of-N``) whose manifest is among ``keys`` (a store's
+    listing, relative to ``uri``): all of one count, every index present; ``[]`` when there
+    are none. A mix of counts or a missing index is a :class:`UserError` naming them."""
+    found: dict[int, set[int]] = {}
+    for key in keys:
+        m = _PUBLISHED.match(key)
+        if m:
+            found.setdefault(int(m[2]), set()).add(int(m[1]))
+    if not found:
+        return []
+    if len(found) > 1:
+        raise UserError(f"{uri!r} holds {what} of different counts {sorted(found)}: remove the stale ones")
+    (count, indexes), = found.items()
+    missing = sorted(set(range(count)) - indexes)
+    if missing:
+        raise UserError(f"{uri!r} is missing {what} {missing[:10]} of {count}: rerun those array "
+                        "children first")
+    return [shard_name(i, count) for i in range(count)]
+
+
 class ShardSpec(JobSpec):
     """``--shard I/N`` and ``--shard-count`` for jobs that fan out as AWS Batch array jobs."""
 

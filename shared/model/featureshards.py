@@ -23,7 +23,6 @@ import io
 import json
 import logging
 import os
-import re
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +32,7 @@ import numpy as np
 from headstart.shared.data.datasets import DatasetIndex, Item
 from headstart.shared.data.images import Skipped
 from headstart.shared.data.scratch import allocate
+from headstart.shared.data.sharding import published_shards
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.storage.manifest import MANIFEST, RunOutput
 from headstart.shared.storage.store import Store, open_store
@@ -44,7 +44,6 @@ ROWS_FILE = "rows.csv"
 POOLED_FILE = "pooled.npy"
 SPATIAL_FILE = "spatial.npy"
 FORMAT = 1
-_SHARD = re.compile(r"^(?:(.*)/)?shard-(\d{5})-of-(\d{5})/manifest\.json$")
 # What must be equal for two runs to mean the same features (checked by the reader and train).
 BACKBONE_KEYS = ("backbone", "image_size", "weights", "preprocess")
 SPLIT_KEYS = ("valid_fraction", "test_fraction", "seed", "max_per_label", "min_per_label",
@@ -178,26 +177,14 @@ class FeatureSet:
 def find_shards(root: Store) -> list[Store]:
     """The published shard folders of ``root`` (one count, none missing), or ``[root]`` when
     ``root`` is itself one unsharded features run."""
-    found: dict[int, set[int]] = {}
-    for key in root.list():
-        m = _SHARD.match(key)
-        if m and not m[1]:
-            found.setdefault(int(m[3]), set()).add(int(m[2]))
-    if not found:
-        if root.exists(MANIFEST) and root.exists(META_FILE):
-            return [root]
-        raise UserError(f"no published feature shards under {root.uri!r}: expected the --out of "
-                        "`headstart features` (shard-*-of-*/manifest.json, or manifest.json + "
-                        f"{META_FILE})")
-    if len(found) > 1:
-        raise UserError(f"{root.uri!r} holds feature shards of different counts {sorted(found)}: "
-                        "remove the stale ones")
-    (count, indexes), = found.items()
-    missing = sorted(set(range(count)) - indexes)
-    if missing:
-        raise UserError(f"{root.uri!r} is missing feature shard(s) {missing[:10]} of {count}: "
-                        "rerun those array children first")
-    return [root.child(f"shard-{i:05d}-of-{count:05d}") for i in range(count)]
+    names = published_shards(root.list(), root.uri, "feature shard(s)")
+    if names:
+        return [root.child(name) for name in names]
+    if root.exists(MANIFEST) and root.exists(META_FILE):
+        return [root]
+    raise UserError(f"no published feature shards under {root.uri!r}: expected the --out of "
+                    "`headstart features` (shard-*-of-*/manifest.json, or manifest.json + "
+                    f"{META_FILE})")
 
 
 def _read_meta(store: Store) -> dict[str, Any]:

@@ -139,3 +139,15 @@ def test_an_array_job_writes_shards_to_s3_and_train_reads_them_there(shapes_data
     assert main(["train", shapes_dataset, "--out", model, *TINY, "--epochs", "2", "--features", prefix]) == 0
     metrics = json.loads(open_store(model).read_text("metrics.json"))
     assert metrics["selection"]["chosen"] == _metrics(trained_run)["selection"]["chosen"]
+
+
+def test_split_and_backbone_options_are_trains():
+    """The shards carry the split train will use: same defaults and bounds, field by field."""
+    from headstart.jobs.features.spec import FeaturesSpec
+    from headstart.jobs.train.spec import TrainSpec
+    from headstart.shared.model.featureshards import SPLIT_KEYS
+
+    for name in (*SPLIT_KEYS, "backbone", "weights", "image_size"):
+        mine, trains = FeaturesSpec.model_fields[name], TrainSpec.model_fields[name]
+        assert (mine.annotation, mine.default, mine.metadata) == (trains.annotation, trains.default,
+                                                                  trains.metadata), name

@@ -30,3 +30,16 @@ def test_shards_are_disjoint_complete_and_order_independent() -> None:
     assert sorted(k for p in parts for k in p) == sorted(keys)
     assert sum(len(p) for p in parts) == len(keys) and all(len(p) > 80 for p in parts)
     assert set(select(list(reversed(keys)), 2, 4)) == set(parts[2])
+
+
+def test_published_shards_need_one_count_and_every_index():
+    from headstart.shared.data.sharding import published_shards
+
+    keys = ["shard-00001-of-00002/manifest.json", "shard-00000-of-00002/manifest.json",
+            "shard-00000-of-00002/rows.csv", "old/shard-00000-of-00009/manifest.json"]
+    assert published_shards(keys, "s3://b/f") == ["shard-00000-of-00002", "shard-00001-of-00002"]
+    assert published_shards(["manifest.json"], "s3://b/f") == []
+    with pytest.raises(UserError, match=r"missing shards \[1\] of 2"):
+        published_shards(keys[1:], "s3://b/f")
+    with pytest.raises(UserError, match=r"different counts \[2, 3\]"):
+        published_shards(keys + ["shard-00000-of-00003/manifest.json"], "s3://b/f")
