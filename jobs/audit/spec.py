@@ -44,6 +44,10 @@ class AuditSpec(JobSpec):
     batch_size: int = Field(64, ge=1, le=4096, description="images per feature-extraction batch")
     max_pixels: int = Field(MAX_PIXELS, ge=1, description="refuse images with more pixels (bombs)")
     cache_dir: str | None = Field(None, description="local folder for large memory-mapped caches")
+    features: str | None = Field(None, description="folder/URI of `headstart features` shards of this "
+                                 "dataset (same backbone, image size and weights): reuse their pooled "
+                                 "features instead of a backbone pass; the audit then uses the shards' "
+                                 "splits, and images they skipped are reported unreadable")
 
     @field_validator("weights")
     @classmethod

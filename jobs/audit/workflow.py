@@ -1,4 +1,5 @@
-"""Audit workflow: dataset -> decode (+ health facts, thumbnails) -> features -> findings -> outputs.
+"""Audit workflow: dataset -> decode (+ health facts, thumbnails) streamed into the backbone
+(or ``--features`` shards) -> findings -> outputs.
 
 Outputs: audit.csv (one row per image), keep.csv (the keep-list ``train --exclude`` reads),
 summary.json, report.html (thumbnail galleries per finding), spec.yaml; manifest last.
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +28,7 @@ THUMB = 72
 class Decoded:
     item: Item
     split: str
-    array: np.ndarray | None   # resized to the model's input size; None when unreadable
+    array: np.ndarray | None   # float32, through the model's own resize; None when unreadable or used
     thumb: bytes | None        # PNG thumbnail for the report
     width: int = 0
     height: int = 0
@@ -35,51 +36,108 @@ class Decoded:
     error: str = ""
 
 
-def _decode(store: Store, item: Item, split: str, size: int, max_pixels: int) -> Decoded:
+def _decode(store: Store, item: Item, split: str, size: int, max_pixels: int,
+            resize: Callable[[np.ndarray], np.ndarray] | None) -> Decoded:
+    """Health facts and thumbnail of one image; with ``resize``, also what the backbone sees:
+    the one decode path (scaled decode) and the model's own resize, as every job feeds it."""
     from PIL import Image
 
-    from headstart.shared.data.images import ImageRejected, decode_image, encode_png
+    from headstart.shared.data.images import ImageRejected, decode_image, encode_png, inspect_image
 
     try:
         data = store.read_bytes(item.key)
-        array = decode_image(data, max_pixels=max_pixels, min_side=1)  # tiny ones are a finding, not a skip
+        info = inspect_image(data, max_pixels, 1)
+        array = decode_image(data, target=size, max_pixels=max_pixels, min_side=1)  # tiny ones are a finding
     except (OSError, ImageRejected) as exc:
         return Decoded(item, split, None, None, error=f"{type(exc).__name__}: {exc}")
-    h, w = array.shape[:2]
     img = Image.fromarray(array)
     thumb = img.copy()
     thumb.thumbnail((THUMB, THUMB))
     small = np.asarray(img.resize((64, 64), Image.Resampling.BILINEAR), np.float32)
-    model_in = np.asarray(img.resize((size, size), Image.Resampling.BILINEAR), np.uint8)
-    return Decoded(item, split, model_in, encode_png(np.asarray(thumb)), w, h, float(small.std()))
+    model_in = resize(array) if resize is not None else None
+    return Decoded(item, split, model_in, encode_png(np.asarray(thumb)), info.width, info.height,
+                   float(small.std()))
 
 
-def decode_all(spec: AuditSpec, index, size: int) -> list[Decoded]:
-    """Every image of every split, decoded once (threads: reads dominate on object stores)."""
+def decode_stream(spec: AuditSpec, index, size: int, resize, into: list[Decoded]) -> Iterator[Decoded]:
+    """Every image of every split, decoded in order on threads (reads dominate on object
+    stores) with a bounded window; each one is appended to ``into`` and yielded."""
+    from headstart.shared.model.predict import ordered_map
+
     store = open_store(spec.dataset)
     jobs = [(item, split) for split, items in index.splits.items() for item in items]
     progress = Progress(len(jobs), "decode", "img", log)
-    out = []
-    with ThreadPoolExecutor(8) as pool:
-        for d in pool.map(lambda j: _decode(store, j[0], j[1], size, spec.max_pixels), jobs):
-            out.append(d)
-            progress.update(1, failed=int(d.array is None))
+    for d in ordered_map(lambda j: _decode(store, j[0], j[1], size, spec.max_pixels, resize), jobs,
+                         workers=8, window=4 * max(spec.batch_size, 64)):
+        into.append(d)
+        progress.update(1, failed=int(d.array is None and d.thumb is None))
+        yield d
     progress.close()
-    return out
 
 
-def embed(spec: AuditSpec, decoded: list[Decoded], n_labels: int, size: int) -> np.ndarray:
-    """Pooled backbone features (n_ok, d) of the readable images, in order."""
+def _batches(decoded: Iterator[Decoded], batch_size: int) -> Iterator[np.ndarray]:
+    """Model inputs of the readable images, ``batch_size`` at a time; pixels are dropped once
+    batched, so memory holds a window of images, not the dataset."""
+    batch: list[np.ndarray] = []
+    for d in decoded:
+        if d.array is None:
+            continue
+        batch.append(d.array)
+        d.array = None
+        if len(batch) == batch_size:
+            yield np.stack(batch)
+            batch = []
+    if batch:
+        yield np.stack(batch)
+
+
+def embed(spec: AuditSpec, index, n_labels: int, size: int) -> tuple[list[Decoded], np.ndarray]:
+    """(every image's Decoded, pooled backbone features (n_readable, d) in order): decoding
+    streams into the backbone pass."""
+    from headstart.shared.data.modelinput import resizer
     from headstart.shared.model.backbones import build_backbone, get_info
     from headstart.shared.model.classifier import assemble
-    from headstart.shared.model.features import extract_features
+    from headstart.shared.model.features import extract_batches
     from headstart.shared.model.selection import pooled
 
     clf = assemble(build_backbone(spec.backbone, size, spec.weights), get_info(spec.backbone), size,
                    max(n_labels, 2))
-    images = np.stack([d.array for d in decoded if d.array is not None])
-    maps = extract_features(clf.extractor, images, spec.batch_size, "features", cache_dir=spec.cache_dir)
-    return pooled(maps[:, 0])
+    decoded: list[Decoded] = []
+    total = sum(len(items) for items in index.splits.values())
+    stream = decode_stream(spec, index, size, resizer(size, clf.model), decoded)
+    maps = extract_batches(clf.extractor, _batches(stream, spec.batch_size), total, spec.batch_size,
+                           "features", cache_dir=spec.cache_dir)
+    return decoded, pooled(maps[:, 0])
+
+
+def from_shards(spec: AuditSpec, size: int):
+    """(index, every image's Decoded, pooled features) with the features of ``--features``
+    shards: no backbone pass; images are decoded for health facts and thumbnails only."""
+    from headstart.shared.model.featureshards import check_matches, read_feature_set
+
+    assert spec.features is not None
+    fs = read_feature_set(spec.features, spatial=False, cache_dir=spec.cache_dir)
+    check_matches(fs.meta, {"backbone": spec.backbone, "image_size": size, "weights": spec.weights},
+                  spec.features)
+    dataset = open_store(spec.dataset).uri
+    if fs.meta["dataset"] != dataset:
+        raise UserError(f"the feature shards at {spec.features!r} are of dataset {fs.meta['dataset']!r}, "
+                        f"this audit is of {dataset!r}")
+    index = fs.index
+    decoded: list[Decoded] = []
+    for _ in decode_stream(spec, index, size, None, decoded):
+        pass
+    rows = {(split, item.key): (split, r) for split, items in index.splits.items()
+            for r, item in enumerate(items)}
+    feats = []
+    for d in decoded:
+        if d.thumb is not None:
+            split, r = rows[(d.split, d.item.key)]
+            feats.append(np.asarray(fs.pooled[split][r], np.float32))
+    for split, skipped in fs.skipped.items():  # what the features job could not read: findings too
+        decoded.extend(Decoded(Item(s.key, s.label), split, None, None, error=f"{s.status}: {s.reason}")
+                       for s in skipped)
+    return index, decoded, np.stack(feats) if feats else np.zeros((0, 1), np.float32)
 
 
 def audit(spec: AuditSpec):
@@ -93,20 +151,22 @@ def audit(spec: AuditSpec):
     if spec.valid_fraction + spec.test_fraction >= 0.9:
         raise UserError(f"valid_fraction + test_fraction must be below 0.9, got {spec.valid_fraction} + "
                         f"{spec.test_fraction}")
-    index = discover(spec.dataset, SplitConfig(valid_fraction=spec.valid_fraction, test_fraction=spec.test_fraction,
-                                               seed=spec.seed, max_per_label=None, min_per_label=1))
     out = RunOutput(open_store(spec.out), "audit")
-    out.unpublish()
-    decoded = decode_all(spec, index, size)
-    ok = [d for d in decoded if d.array is not None]
+    if spec.features:
+        index, decoded, feats = from_shards(spec, size)
+        out.unpublish()
+    else:
+        index = discover(spec.dataset, SplitConfig(valid_fraction=spec.valid_fraction,
+                                                   test_fraction=spec.test_fraction, seed=spec.seed,
+                                                   max_per_label=None, min_per_label=1))
+        out.unpublish()
+        decoded, feats = embed(spec, index, len(index.labels), size)
+    ok = [d for d in decoded if d.thumb is not None]
     if len(ok) < 2:
         raise UserError(f"{spec.dataset!r}: {len(ok)} readable image(s); an audit needs at least 2")
     labels = index.labels
     lab_index = {name: i for i, name in enumerate(labels)}
     y = np.asarray([lab_index[d.item.label] for d in ok])
-    feats = embed(spec, ok, len(labels), size)
-    for d in ok:
-        d.array = None  # the pixels are no longer needed: the thumbnails stay
     from headstart.shared.explain.similarity import normalize
 
     emb = normalize(feats)

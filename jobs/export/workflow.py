@@ -109,7 +109,11 @@ def parity(spec: ExportSpec, trained, test, fn, size_bytes: int, replaced: bool)
             "ms_per_image": ms, "ms_per_image_keras": ms_ref, "batch_size": spec.batch_size,
             "resize_replaced": replaced,
             "float_ops": list(INT8_FLOAT_OPS) if spec.quantize == "int8" else [],
-            "input": "float32 RGB 0-255, (batch, height, width, 3), any size"}
+            "input": ("float32 RGB 0-255, (batch, height, width, 3), any size"
+                      + (f"; images not at {trained.image_size}x{trained.image_size} are resized "
+                         "bilinear without antialiasing (the model.keras layer antialiases): feed "
+                         "images at that size, resized as the model does, for exact parity"
+                         if replaced else ""))}
 
 
 def _upload_tree(out: RunOutput, local: str) -> None:

@@ -7,11 +7,15 @@ image is exactly what ``keras.models.load_model("model.keras")`` computes from
 image (float32 out, no rounding back to ``uint8``) and batch the equal-size results; the
 model's own resize is then the identity.
 
-The layer is bilinear *without* antialiasing, which TFLite runs as its builtin
-``RESIZE_BILINEAR`` (the antialiased kernel is ``tf.ScaleAndTranslate``, which TFLite has
-no op for). Bilinear alone aliases on large downscales; ``decode_image(target=size)`` has
-already shrunk any source at least twice the input size (DCT-domain for JPEG, a box filter
-otherwise), so the layer is left a factor under 2 on the shorter side.
+The layer is bilinear *with* antialiasing (``tf.image.resize(antialias=True)``): a plain
+bilinear downscale samples a few source pixels per output pixel, so ``load_model(...)`` on a
+full-resolution photo would alias, and no decoder shortcut could agree with it (measured:
+1.4-4.6% of top-1 answers flipped by JPEG scaled decoding, against 0-0.4% antialiased; see
+``MODEL_REDUCING_GAP`` in :mod:`headstart.shared.data.images`). TFLite and ONNX have no
+antialiased resize (``tf.ScaleAndTranslate``): ``export`` swaps in the bilinear builtin,
+identical for images at the model's input size (the identity) and for upscaling, and says so
+in its ``parity.json``. Models saved before this change keep their own (bilinear) layer:
+:func:`model_resize` honours the saved settings.
 """
 from __future__ import annotations
 
@@ -23,10 +27,10 @@ RESIZE_LAYER = "resize"
 
 
 def resize_layer(size: int, name: str = RESIZE_LAYER) -> Any:
-    """The resize layer every new model is built with (bilinear, no antialias)."""
+    """The resize layer every new model is built with (bilinear, antialiased)."""
     import keras
 
-    return keras.layers.Resizing(size, size, interpolation="bilinear", antialias=False, name=name)
+    return keras.layers.Resizing(size, size, interpolation="bilinear", antialias=True, name=name)
 
 
 def model_resize(model: Any | None, size: int) -> Any:

@@ -144,3 +144,83 @@ def test_audit_on_s3(planted: str, moto_server) -> None:
     run = f"{moto_server.uri}/run"
     assert main(["train", data, "--out", run, *TINY, "--epochs", "1", "--exclude", f"{moto_server.uri}/kept"]) == 0
     assert "broken.jpg" not in open_store(run).read_text("splits.csv")
+
+
+# ------------------------------------------------ one preprocessing path, feature reuse
+
+
+def test_audit_features_are_what_the_model_computes(tmp_path: Path) -> None:
+    """The audit embeds exactly what the saved model's backbone sees: the one decode path
+    (scaled decode) and the model's own resize, in float; not a PIL resize into uint8."""
+    import keras
+
+    from headstart.jobs.audit.spec import AuditSpec
+    from headstart.jobs.audit.workflow import embed
+    from headstart.shared.data.datasets import SplitConfig, discover
+    from headstart.shared.data.images import decode_image
+    from headstart.shared.data.modelinput import resizer
+    from headstart.shared.model.backbones import build_backbone, get_info
+    from headstart.shared.model.classifier import assemble
+
+    rng = np.random.default_rng(4)
+    for label, shapes in (("a", [(300, 200), (20, 30)]), ("b", [(32, 32), (150, 400)])):
+        (tmp_path / "ds" / label).mkdir(parents=True)
+        for i, (h, w) in enumerate(shapes):
+            pixels = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+            (tmp_path / "ds" / label / f"{i}.png").write_bytes(encode(pixels, "PNG"))
+    spec = AuditSpec(dataset=str(tmp_path / "ds"), out=str(tmp_path / "out"), backbone="tiny",
+                     weights="none", image_size=32, batch_size=3)
+    index = discover(spec.dataset, SplitConfig(valid_fraction=0.0, test_fraction=0.0, seed=1,
+                                               max_per_label=None, min_per_label=1))
+    keras.utils.set_random_seed(9)
+    decoded, feats = embed(spec, index, 2, 32)
+    keras.utils.set_random_seed(9)
+    clf = assemble(build_backbone("tiny", 32, "none"), get_info("tiny"), 32, 2)
+    resize = resizer(32, clf.model)
+    images = np.stack([resize(decode_image((tmp_path / "ds" / d.item.key).read_bytes(), target=32))
+                       for d in decoded])
+    expected = np.asarray(clf.extractor(images)).mean(axis=(1, 2))
+    assert [(d.width, d.height) for d in decoded][:2] == [(200, 300), (30, 20)]  # the source's size
+    assert all(d.array is None for d in decoded)  # pixels dropped once embedded
+    np.testing.assert_allclose(feats, expected, rtol=2e-3, atol=2e-3)  # float16 maps
+
+
+@pytest.fixture(scope="module")
+def shards_of_planted(planted: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = str(tmp_path_factory.mktemp("featplanted") / "features")
+    assert main(["features", planted, "--out", out, *TINY]) == 0
+    return out
+
+
+def test_audit_reuses_feature_shards_without_a_backbone_pass(planted: str, shards_of_planted: str,
+                                                              tmp_path: Path, monkeypatch) -> None:
+    from headstart.shared.model import backbones
+
+    def no_backbone(*args, **kwargs):
+        raise AssertionError("audit --features must not build a backbone")
+
+    monkeypatch.setattr(backbones, "build_backbone", no_backbone)
+    out = tmp_path / "out"
+    assert main(["audit", planted, "--out", str(out), *TINY, *STRICT, "--folds", "3", "--gallery", "2",
+                 "--features", shards_of_planted]) == 0
+    labels = sorted(p.name for p in Path(planted).iterdir() if p.is_dir())
+    rows = _rows((out / "audit.csv").read_text())
+    issues = {k: set(r["issues"].split(";")) - {""} for k, r in rows.items()}
+    assert len(rows) == 16 * 4 + 6  # the shards' rows plus what they skipped
+    assert "conflict" in issues[f"{labels[1]}/conflict.jpg"]
+    assert issues[f"{labels[2]}/broken.jpg"] == {"unreadable"}
+    assert "near_constant" in issues[f"{labels[2]}/flat.png"]
+    splits = {r["key"]: r["split"] for r in csv.DictReader(io.StringIO(
+        Path(shards_of_planted, "rows.csv").read_text()))}
+    assert all(rows[k]["split"] == s for k, s in splits.items())  # the shards' splits
+
+
+def test_audit_features_mismatch_exits_2(planted: str, shapes_dataset: str, shards_of_planted: str,
+                                         tmp_path: Path, caplog) -> None:
+    args = ["--backbone", "tiny", "--weights", "none", "--features", shards_of_planted]
+    assert main(["audit", planted, "--out", str(tmp_path / "a"), *args, "--image-size", "48"]) == 2
+    assert "computed with image_size=32, this run asks for image_size=48" in caplog.text
+    assert main(["audit", shapes_dataset, "--out", str(tmp_path / "b"), *args, "--image-size", "32"]) == 2
+    assert "are of dataset" in caplog.text
+    for run in ("a", "b"):  # refused before any output: at most the failure record
+        assert {p.name for p in (tmp_path / run).glob("*")} <= {"_FAILURE.json"}

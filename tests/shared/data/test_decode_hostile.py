@@ -11,8 +11,8 @@ import pytest
 from PIL import Image, ImageOps
 
 from headstart.shared.data import jpeg, pixels
-from headstart.shared.data.images import (ImageRejected, Skipped, decode_image, inspect_image, read_image,
-                                          shrink_factor)
+from headstart.shared.data.images import (MODEL_REDUCING_GAP, ImageRejected, Skipped, decode_image,
+                                          inspect_image, read_image, shrink_factor)
 from headstart.shared.storage.store import open_store
 from tests.helpers import encode
 
@@ -62,8 +62,8 @@ def test_portrait_phone_photo_stored_landscape_decodes_upright():
 def test_orientation_applies_after_a_scaled_decode():
     upright = np.repeat(np.repeat(photo(48, 32), 8, 0), 8, 1)  # 384 x 256
     data = with_orientation(np.ascontiguousarray(np.rot90(upright, 1)), 6, "JPEG")
-    out = decode_image(data, target=64)
-    assert out.shape == (96, 64, 3)  # shrunk by 4 and upright
+    out = decode_image(data, target=32)
+    assert out.shape == (96, 64, 3)  # shrunk by 4 (keeping 2x the target) and upright
 
 
 # ------------------------------------------------------------ modes and bit depths (issue 10.9)
@@ -180,7 +180,7 @@ def test_large_flat_jpegs_are_not_mistaken_for_short_data(kw):
     data = encode(flat, "JPEG", quality=75, **kw)
     layout = jpeg.read_layout(data)
     assert layout.entropy_bytes >= layout.min_entropy_bytes
-    assert decode_image(data, target=256).shape == (256, 384, 3)
+    assert decode_image(data, target=128).shape == (256, 384, 3)
 
 
 def test_layout_of_ordinary_jpegs():
@@ -194,14 +194,15 @@ def test_layout_of_ordinary_jpegs():
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
-@pytest.mark.parametrize("target, expected", [(None, (800, 1000)), (160, (200, 250)),
-                                              (300, (400, 500)), (401, (800, 1000)),
-                                              (90, (100, 125))])
+@pytest.mark.parametrize("target, expected", [(None, (800, 1000)), (160, (400, 500)),
+                                              (200, (400, 500)), (201, (800, 1000)),
+                                              (90, (200, 250)), (50, (100, 125))])
 def test_large_sources_shrink_while_decoding(fmt, target, expected):
+    """Shrunk while decoding, but both sides stay >= 2x the target (MODEL_REDUCING_GAP)."""
     big = np.repeat(np.repeat(photo(100, 125), 8, 0), 8, 1)
     out = decode_image(encode(big, fmt, quality=92), target=target)
     assert out.shape[:2] == expected
-    assert min(out.shape[:2]) >= (target or 0)
+    assert min(out.shape[:2]) >= 2 * (target or 0)
 
 
 def test_shrink_factor():
@@ -210,12 +211,16 @@ def test_shrink_factor():
     assert shrink_factor(5000, 5000, 100) == 8
     assert shrink_factor(5000, 5000, None) == 1
     assert shrink_factor(100, 100, 160) == 1  # smaller than the target
+    assert shrink_factor(1000, 800, 160, gap=2) == 2
+    assert shrink_factor(639, 5000, 160, gap=2) == 1
+    assert shrink_factor(5000, 5000, 100, gap=2) == 8
+    assert MODEL_REDUCING_GAP == 2
 
 
 def test_scaled_decode_is_close_to_a_full_decode_shrunk():
     big = np.repeat(np.repeat(photo(64, 64), 8, 0), 8, 1)  # 512 x 512
     data = encode(big, "JPEG", quality=92)
-    fast = decode_image(data, target=128).astype(float)
+    fast = decode_image(data, target=64).astype(float)  # 8x the target: DCT-shrunk by 4
     full = np.asarray(Image.fromarray(decode_image(data)).reduce(4)).astype(float)
     assert fast.shape == full.shape == (128, 128, 3)
     assert np.abs(fast - full).mean() < 3

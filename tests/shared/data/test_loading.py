@@ -120,9 +120,11 @@ def test_resizes_to_the_requested_size(tmp_path):
                         "dog/small.png": encode(solid((50, 100, 150), 10, 12), "PNG")})
     split = load_split(store, "t", items, LABELS, size=24)
     assert split.images.shape == (2, 24, 24, 3)
-    # the model's own resize layer (float, bilinear), never a PIL resize into uint8
-    decoded = decode_image(encode(big, "PNG"), target=24)  # 48x80 >= 2x24: box-shrunk to 24x40 first
+    # the model's own resize layer (float, antialiased), never a PIL resize into uint8
+    decoded = decode_image(encode(big, "PNG"), target=12)  # 48x80 >= 4x12: box-shrunk to 24x40 first
     assert decoded.shape == (24, 40, 3)
+    decoded = decode_image(encode(big, "PNG"), target=24)  # under 4x24: left whole for the layer
+    assert decoded.shape == (48, 80, 3)
     expected = np.asarray(resize_layer(24)(decoded[None].astype(np.float32)))[0]
     np.testing.assert_array_equal(split.images[0], expected)
     pil = np.asarray(Image.fromarray(big).resize((24, 24), Image.BILINEAR))

@@ -103,30 +103,54 @@ def test_same_size_images_pass_the_resize_unchanged():
 
 
 def test_models_own_resize_layer_is_used(files):
-    """An older model's settings (antialiased) are honoured: parity with that model too."""
+    """An older model's settings (plain bilinear) are honoured: parity with that model too."""
     import keras
 
     inp = keras.Input((None, None, 3))
-    old = keras.Model(inp, keras.layers.Resizing(SIZE, SIZE, antialias=True, name="resize")(inp))
+    old = keras.Model(inp, keras.layers.Resizing(SIZE, SIZE, antialias=False, name="resize")(inp))
     image = decode_image(files[1][next(iter(files[1]))], target=SIZE)
     np.testing.assert_allclose(resizer(SIZE, old)(image), np.asarray(old(image[None].astype("float32")))[0],
                                atol=1e-6)
     assert not np.allclose(resizer(SIZE, old)(image), resizer(SIZE)(image), atol=1e-3)
 
 
-def test_in_model_resize_converts_to_builtin_tflite(saved_model, tmp_path):
+def _tflite_probs(flat: bytes, image: np.ndarray) -> np.ndarray:
     import tensorflow as tf
 
-    assert resize_layer(SIZE).get_config()["antialias"] is False
-    converter = tf.lite.TFLiteConverter.from_keras_model(saved_model)
+    interpreter = tf.lite.Interpreter(model_content=flat)
+    detail = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(detail["index"], [1, *image.shape])
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(detail["index"], image[None].astype(np.float32))
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0]
+
+
+def test_in_model_resize_converts_to_builtin_tflite(saved_model):
+    """The saved layer antialiases (no TFLite builtin); export's portable copy swaps in the
+    bilinear builtin, which equals it at the input size and when upscaling."""
+    import tensorflow as tf
+
+    from headstart.jobs.export.convert import portable
+
+    assert resize_layer(SIZE).get_config()["antialias"] is True
+    model, replaced = portable(saved_model)
+    assert replaced
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # no Flex, no custom
     flat = converter.convert()
-    interpreter = tf.lite.Interpreter(model_content=flat)
-    image = picture(90, 200, 1).astype(np.float32)
-    detail = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(detail["index"], [1, 90, 200, 3])
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(detail["index"], image[None])
-    interpreter.invoke()
-    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0]
-    np.testing.assert_allclose(got, np.asarray(saved_model(image[None]))[0], atol=1e-4)
+    for h, w in ((SIZE, SIZE), (20, 30), (SIZE, 24)):  # identity and upscales: same pixels
+        image = picture(h, w, 1).astype(np.float32)
+        np.testing.assert_allclose(_tflite_probs(flat, image), np.asarray(saved_model(image[None]))[0],
+                                   atol=1e-4)
+    big = resizer(SIZE, saved_model)(picture(90, 200, 1))  # a large image, resized as jobs do
+    np.testing.assert_allclose(_tflite_probs(flat, big), np.asarray(saved_model(big[None]))[0], atol=1e-4)
+
+
+def test_antialiased_layer_does_not_convert_as_is(saved_model):
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(saved_model)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    with pytest.raises(Exception, match="ScaleAndTranslate"):
+        converter.convert()
