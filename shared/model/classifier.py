@@ -87,8 +87,9 @@ def assemble(backbone: keras.Model, info: BackboneInfo, image_size: int, n_class
     extractor = keras.Model(sized, features, name="extractor")
 
     raw = keras.Input((None, None, 3), name="image")
-    # The one resize (bilinear, TFLite-builtin): loaders apply this same layer before the
-    # extractor, so cached features equal what the saved model computes (modelinput.py).
+    # The one resize (bilinear, antialiased; export swaps in the TFLite builtin): loaders
+    # apply this same layer before the extractor, so cached features equal what the saved
+    # model computes (modelinput.py).
     x = resize_layer(image_size)(raw)
     x = backbone(_apply(pre, x), training=False)
     model = keras.Model(raw, _apply(head, x), name=f"headstart_{info.name}")
