@@ -145,7 +145,11 @@ def write_outputs(run: TrainRun, clf: Classifier, result: RecipeResult) -> Summa
     out.write_text("report.html", train_report(spec, metrics_doc, curves, n_train))
     out.publish(fingerprint=run.fingerprint, labels=index.labels, layout=index.layout,
                 metrics={k: v["accuracy"] for k, v in metrics.items()})
-    summary = ", ".join(f"{k} acc={v['accuracy']:.3f}" for k, v in metrics.items())
+    # The default recipe fits its head on train + valid (k-fold choice, then refit): valid is
+    # in-sample there, and says so, so nobody reads it as a held-out estimate.
+    in_sample = {"train", "valid"} if result.selection is not None else {"train"}
+    summary = ", ".join(f"{k} acc={v['accuracy']:.3f}{' (in-sample)' if k in in_sample else ''}"
+                        for k, v in metrics.items())
     log.info("trained %s on %d images in %.1fs: %s -> %s", spec.backbone, n_train, seconds,
              summary, out.uri)
     return run_summary(out.uri, {k: v["accuracy"] for k, v in metrics.items()})
