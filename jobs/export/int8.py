@@ -1,0 +1,158 @@
+"""Selective int8 for TFLite: calibrate once, then keep just enough of the backbone float.
+
+The head (global pooling, Dense, softmax) always stays float (:data:`INT8_FLOAT_OPS`). Some
+backbones amplify small input perturbations block by block (the offline MobileNetV2 flips 20%
+of its answers under Gaussian noise of 1 grey level), so int8 rounding in the early layers is
+magnified by everything after them. :func:`search` measures the int8 model's top-1 agreement
+with ``model.keras`` on a held-out check set (never the test split) and, while it is under the
+target, keeps more layers float **from the input end** (:data:`ORDER`), doubling the count,
+within a bounded number of re-quantizations. One calibration serves every step: only the
+quantization pass (under a second) is redone.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from headstart.shared.runtime.errors import UserError
+
+log = logging.getLogger("headstart.export")
+
+# int8: the head stays float. The default recipe's linear head folds the feature
+# standardisation into its Dense weights (W / std): per-tensor int8 weights round most of
+# them to 0, and int8 pooled features lose the low-variance units those weights amplify.
+# Measured with tf.lite.experimental.QuantizationDebugger (notes/predict.md): the head's
+# FULLY_CONNECTED had 38x (tiny) / 1.5x (MobileNetV2) the rounding error of any other layer,
+# and top-1 agreement rose from 25% to 100% (tiny) with these ops kept float.
+INT8_FLOAT_OPS = ("MEAN", "FULLY_CONNECTED", "SOFTMAX")
+
+# Which layers go float first. "input-first" (model order) was measured against the
+# debugger's per-layer rmse/scale on the MobileNetV2 flowers run (notes/int8.md): with 16
+# layers float, check agreement 0.967 input-first vs 0.907 by rmse/scale (and 2.8 vs 5.9 MB:
+# early layers hold few weights); output-first stayed at the all-int8 0.79.
+ORDER = "input-first"
+FIRST_STEP = 4        # layers made float by the first re-quantization; doubled up to half,
+FINAL_STEPS = 8       # then eighths of the backbone: agreement creeps up slowly past half
+MAX_REQUANTIZE = 8    # re-quantizations after the first (each ~0.5 s + a check pass, ~5 s)
+CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
+
+
+@dataclass
+class Layer:
+    """One quantizable tensor of the backbone, in model order, with its debugger statistics."""
+
+    name: str          # the op's output tensor name, as ``denylisted_nodes`` takes it
+    op: str
+    rmse_scale: float  # RMSE of the int8 output against float, in units of its quantization step
+
+
+class Calibrated:
+    """A SavedModel calibrated once on ``representative`` (float images), re-quantizable with
+    any set of layers kept float."""
+
+    def __init__(self, saved_dir: str, representative: np.ndarray, debug_images: np.ndarray) -> None:
+        import tensorflow as tf
+
+        if representative is None or not len(representative):
+            raise UserError("--quantize int8 needs training images for its representative set")
+        conv = tf.lite.TFLiteConverter.from_saved_model(saved_dir)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]  # per-channel int8 conv weights
+        rep = np.asarray(representative, np.float32)
+        dbg = np.asarray(debug_images, np.float32)
+        conv.representative_dataset = lambda: ([rep[i:i + 1]] for i in range(len(rep)))
+        self._tf = tf
+        try:
+            self._debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=conv, debug_dataset=lambda: ([dbg[i:i + 1]] for i in range(len(dbg))),
+                debug_options=self._options(()))
+            self._debugger.run()  # per-layer error statistics, on a few held-out images
+        except Exception as exc:  # noqa: BLE001 - ConverterError and friends carry the op list
+            raise UserError(f"TFLite int8 conversion failed: {str(exc).strip()[-500:]}") from None
+        buf = io.StringIO()
+        self._debugger.layer_statistics_dump(buf)
+        buf.seek(0)
+        self.layers = [Layer(r["tensor_name"], r["op_name"],
+                             float(np.sqrt(float(r["mean_squared_error"])) / float(r["scale"])))
+                       for r in csv.DictReader(buf) if r["op_name"] not in INT8_FLOAT_OPS]
+
+    def _options(self, nodes):
+        return self._tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_ops=list(INT8_FLOAT_OPS), denylisted_nodes=list(nodes))
+
+    def quantize(self, float_layers: list[Layer]) -> bytes:
+        """The int8 model (no debug ops) with the head and ``float_layers`` left float."""
+        # The debugger quantizes from its stored calibration with its current options; setting
+        # them through the private attribute skips the public setter's extra debug-model build.
+        self._debugger._debug_options = self._options([layer.name for layer in float_layers])
+        try:
+            return self._debugger.get_nondebug_quantized_model()
+        except Exception as exc:  # noqa: BLE001
+            raise UserError(f"TFLite int8 quantization failed: {str(exc).strip()[-500:]}") from None
+
+
+def schedule(n_layers: int, first: int = FIRST_STEP, max_steps: int = MAX_REQUANTIZE) -> list[int]:
+    """Float-layer counts to try: 0, ``first`` doubling up to half the layers, then eighths,
+    the last step all ``n_layers``; at most ``max_steps`` after the 0."""
+    counts, k = [0], first
+    while k < n_layers / 2:
+        counts.append(k)
+        k *= 2
+    counts += [round(n_layers * i / FINAL_STEPS) for i in range(FINAL_STEPS // 2, FINAL_STEPS + 1)]
+    counts = sorted({c for c in counts if 0 <= c <= n_layers})
+    if len(counts) > max_steps + 1:  # keep the 0, the largest and the steps nearest the end
+        counts = [0] + counts[-max_steps:]
+    return counts
+
+
+def ordered(layers: list[Layer]) -> list[Layer]:
+    """The layers in the order they are made float (:data:`ORDER`)."""
+    return list(layers)  # model order is input-first
+
+
+@dataclass
+class SearchResult:
+    model: bytes
+    float_layers: list[Layer]
+    steps: list[dict] = field(default_factory=list)
+    met: bool = False
+
+
+def search(calibrated: Calibrated, agreement: Callable[[bytes], float], target: float) -> SearchResult:
+    """Quantize with the head float; while ``agreement(model) < target``, keep more backbone
+    layers float (:func:`schedule`, :func:`ordered`). ``target`` 0: one conversion, no check."""
+    order = ordered(calibrated.layers)
+    if target <= 0:
+        return SearchResult(calibrated.quantize([]), [])
+    counts, steps = schedule(len(order)), []
+    for i, k in enumerate(counts):
+        t0 = time.monotonic()
+        model = calibrated.quantize(order[:k])
+        agree = agreement(model)
+        steps.append({"float_layers": k, "check_agreement": agree,
+                      "seconds": round(time.monotonic() - t0, 2)})
+        log.info("int8 step %d/%d: %d of %d backbone layers float -> check agreement %.4f (target %.3f)",
+                 i + 1, len(counts), k, len(order), agree, target)
+        if agree >= target or i == len(counts) - 1:
+            return SearchResult(model, order[:k], steps, agree >= target)
+    raise AssertionError("unreachable: schedule() is never empty")
+
+
+def conv_layers(path: str) -> tuple[int, int]:
+    """``(int8, total)`` CONV_2D / DEPTHWISE_CONV_2D ops of a TFLite file (int8 = int8 filter)."""
+    import warnings
+
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interp = tf.lite.Interpreter(model_path=path)
+    dtypes = {t["index"]: t["dtype"] for t in interp.get_tensor_details()}
+    convs = [op for op in interp._get_ops_details() if op["op_name"] in CONV_OPS]
+    return sum(dtypes.get(int(op["inputs"][1])) == np.int8 for op in convs), len(convs)
