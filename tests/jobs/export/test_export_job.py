@@ -74,8 +74,9 @@ def test_tflite_int8_converts_and_reports(trained_run: str, tmp_path: Path,
     assert doc["max_abs_dp"] < 0.05 and doc["float_ops"] == ["MEAN", "FULLY_CONNECTED", "SOFTMAX"]
     assert doc["size_bytes"] == (folder / "model.tflite").stat().st_size and doc["convert_seconds"] > 0
     q = doc["int8"]
-    assert q["check_split"] == "valid" and q["check_images"] == 6 and q["target_check_agreement"] == 0.98
-    assert [s["float_layers"] for s in q["steps"]] == [0] and q["steps"][0]["check_agreement"] >= 0.98
+    assert q["check_split"] == "valid+train" and q["check_images"] == 6 and q["target_hard_agreement"] == 0.985
+    assert [s["float_layers"] for s in q["steps"]] == [0] and q["steps"][0]["hard_agreement"] >= 0.985
+    assert q["steps"][0]["check_agreement"] == 1.0
     assert q["meets_check_target"] and q["float_layers"] == 0 and q["float_tensors"] == []
     assert q["order"] == "input-first" and q["backbone_layers"] >= 4
     assert q["conv_layers"] >= 1 and q["conv_layers_int8"] == q["conv_layers"]
@@ -97,7 +98,7 @@ def test_int8_agreement_option(trained_run: str, tmp_path: Path, capsys: pytest.
                  "--representative", "8", "--int8-agreement", "0", "--parity-images", "4"]) == 0
     q = _parity(tmp_path / "export" / "tflite-int8")["int8"]
     assert q["steps"] == [] and q["check_images"] == 0 and q["check_split"] is None
-    assert q["float_layers"] == 0 and not q["meets_check_target"] and q["target_check_agreement"] == 0
+    assert q["float_layers"] == 0 and not q["meets_check_target"] and q["target_hard_agreement"] == 0
     for bad in ("1.5", "-0.1", "high"):
         out = tmp_path / f"bad{bad}"
         capsys.readouterr()
