@@ -40,6 +40,9 @@ def _check(spec: ExportSpec) -> None:
     if spec.quantize != "none" and spec.format != "tflite":
         raise UserError(f"`quantize` {spec.quantize!r} applies to --format tflite only. "
                         f"Received: format={spec.format!r}")
+    given = sorted({"int8_agreement", "int8_check_images"} & spec.model_fields_set)
+    if given and spec.quantize != "int8":
+        raise UserError(f"`{given[0]}` applies to --quantize int8 only. Received: quantize={spec.quantize!r}")
     if spec.format == "onnx":
         require("tf2onnx")
         require("onnxruntime")
@@ -173,7 +176,7 @@ def parity(spec: ExportSpec, trained, test, fn, size_bytes: int, replaced: bool)
             "accuracy_export": float(np.mean(got.argmax(1) == test.labels)),
             "size_bytes": size_bytes, "keras_size_bytes": keras_bytes,
             "ms_per_image": ms, "ms_per_image_keras": ms_ref, "batch_size": spec.batch_size,
-            "resize_replaced": replaced,
+            "resize_replaced": replaced, "float_ops": [],  # int8: set from its record
             "input": "float32 RGB 0-255, (batch, height, width, 3), any size"}
 
 

@@ -107,6 +107,10 @@ def test_int8_agreement_option(trained_run: str, tmp_path: Path, capsys: pytest.
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "int8_agreement" in err[0] and bad in err[0], err
         assert not (out / "export").exists()
+    out = tmp_path / "not-int8"  # an int8 option without --quantize int8 would be silently ignored
+    assert main(["export", trained_run, "--format", "tflite", "--quantize", "float16", "--out", str(out),
+                 "--int8-check-images", "50"]) == 2
+    assert "int8_check_images" in failure(out)["message"] and not (out / "export").exists()
 
 
 def test_savedmodel_and_bad_arguments(trained_run: str, tmp_path: Path,
