@@ -79,8 +79,7 @@ class Calibrated:
         buf = io.StringIO()
         self._debugger.layer_statistics_dump(buf)
         buf.seek(0)
-        self.layers = [Layer(r["tensor_name"], r["op_name"],
-                             float(np.sqrt(float(r["mean_squared_error"])) / float(r["scale"])))
+        self.layers = [Layer(r["tensor_name"], r["op_name"], _ratio(r["mean_squared_error"], r["scale"]))
                        for r in csv.DictReader(buf) if r["op_name"] not in INT8_FLOAT_OPS]
 
     def _options(self, nodes):
@@ -96,6 +95,13 @@ class Calibrated:
             return self._debugger.get_nondebug_quantized_model()
         except Exception as exc:  # noqa: BLE001
             raise UserError(f"TFLite int8 quantization failed: {str(exc).strip()[-500:]}") from None
+
+
+def _ratio(mse: str, scale: str) -> float:
+    """RMSE / scale from the debugger's CSV; 0 where it has no finite value (a constant tensor:
+    scale 0, or no samples) so parity.json stays valid JSON."""
+    value = float(np.sqrt(float(mse))) / float(scale) if float(scale) > 0 else 0.0
+    return value if np.isfinite(value) else 0.0
 
 
 def schedule(n_layers: int, first: int = FIRST_STEP, max_steps: int = MAX_REQUANTIZE) -> list[int]:

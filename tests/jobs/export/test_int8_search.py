@@ -102,3 +102,8 @@ def test_target_zero_is_one_conversion_without_a_check(calibrated: int8.Calibrat
 
     found = int8.search(calibrated, fail, 0.0)
     assert found.steps == [] and found.float_layers == [] and not found.met and found.model
+
+
+def test_rmse_scale_of_degenerate_tensors_is_zero_not_inf() -> None:
+    assert int8._ratio("0.25", "0.5") == pytest.approx(1.0)
+    assert int8._ratio("0.25", "0") == 0.0 and int8._ratio("nan", "0.5") == 0.0
