@@ -6,8 +6,8 @@ of its answers under Gaussian noise of 1 grey level), so int8 rounding in the ea
 magnified by everything after them. :func:`search` measures how well the int8 model follows
 ``model.keras`` on a held-out check set (never the test split; :func:`agreement`) and, while
 that is under the target, keeps more layers float **from the input end** (:data:`ORDER`),
-doubling the count, within a bounded number of re-quantizations. One calibration serves every step: only the
-quantization pass (under a second) is redone.
+doubling the count, within a bounded number of re-quantizations. One calibration serves every
+step: only the quantization pass (under a second) is redone.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ INT8_FLOAT_OPS = ("MEAN", "FULLY_CONNECTED", "SOFTMAX")
 ORDER = "input-first"
 FIRST_STEP = 4        # layers made float by the first re-quantization; doubled up to half,
 FINAL_STEPS = 16      # then sixteenths of the backbone: agreement creeps up slowly past half
-MAX_REQUANTIZE = 12   # re-quantizations after the first (each ~0.5 s + a check pass, ~5-10 s)
+MAX_REQUANTIZE = 12   # re-quantizations after the first (measured 1.5-5 s each with the check)
 HARD_QUANTILE = 0.5   # the check images whose model.keras top-2 margin is under this quantile
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 
