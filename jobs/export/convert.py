@@ -1,4 +1,4 @@
-"""Model conversion: SavedModel, TFLite (float32 / float16 / int8) and ONNX, builtin ops only.
+"""Model conversion: SavedModel, TFLite (float32 / float16; int8 in int8.py) and ONNX, builtin ops only.
 
 Every format is converted from one SavedModel whose ``serve`` signature takes float RGB
 images of any size, ``(None, None, None, 3)`` 0-255, exactly what ``model.keras`` takes.
@@ -68,46 +68,18 @@ def saved_model(model, directory: str) -> str:
     return directory
 
 
-# int8: the head stays float. The default recipe's linear head folds the feature
-# standardisation into its Dense weights (W / std): per-tensor int8 weights round most of
-# them to 0, and int8 pooled features lose the low-variance units those weights amplify.
-# Measured with tf.lite.experimental.QuantizationDebugger (notes/predict.md): the head's
-# FULLY_CONNECTED had 38x (tiny) / 1.5x (MobileNetV2) the rounding error of any other layer,
-# and top-1 agreement rose from 25% to 100% (tiny) with these ops kept float.
-INT8_FLOAT_OPS = ("MEAN", "FULLY_CONNECTED", "SOFTMAX")
-
-
-def tflite(saved_dir: str, quantize: str, representative: np.ndarray | None = None) -> bytes:
-    """Convert with TFLite builtin ops only; float32 input and output for the caller.
-
-    ``int8``: weights and activations int8 (calibrated on ``representative``, float images)
-    everywhere but the head (:data:`INT8_FLOAT_OPS`: global pooling, Dense, softmax - a few
-    thousand multiply-adds), which stays float."""
+def tflite(saved_dir: str, quantize: str) -> bytes:
+    """Convert with TFLite builtin ops only (float32, or float16 weights); float32 input and
+    output for the caller. ``int8`` is :mod:`headstart.jobs.export.int8` (selective, checked)."""
     import tensorflow as tf
 
+    if quantize not in ("none", "float16"):
+        raise ValueError(f"convert.tflite does {quantize!r} through jobs.export.int8")
     conv = tf.lite.TFLiteConverter.from_saved_model(saved_dir)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantize == "float16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
-    elif quantize == "int8":
-        if representative is None or not len(representative):
-            raise UserError("--quantize int8 needs training images for its representative set")
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-
-        def samples():
-            return ([representative[i:i + 1].astype(np.float32)] for i in range(len(representative)))
-        conv.representative_dataset = samples
-        try:
-            # Selective quantization: the debugger calibrates once and re-converts with the
-            # denylisted ops left float (its debug statistics are not used here).
-            debugger = tf.lite.experimental.QuantizationDebugger(
-                converter=conv, debug_dataset=lambda: iter([[representative[:1].astype(np.float32)]]),
-                debug_options=tf.lite.experimental.QuantizationDebugOptions(
-                    denylisted_ops=list(INT8_FLOAT_OPS)))
-            return debugger.get_nondebug_quantized_model()
-        except Exception as exc:  # noqa: BLE001 - ConverterError and friends carry the op list
-            raise UserError(f"TFLite int8 conversion failed: {str(exc).strip()[-500:]}") from None
     try:
         return conv.convert()
     except Exception as exc:  # the converter raises bare Exceptions (ConverterError) with op lists

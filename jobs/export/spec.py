@@ -21,6 +21,15 @@ class ExportSpec(JobSpec):
                                 "dataset recorded in the run's spec.yaml)")
     representative: int = Field(200, ge=8, le=10_000, description="int8: training images in the "
                                 "representative set")
+    int8_agreement: float = Field(0.985, ge=0, le=1, description="int8: expected top-1 agreement "
+                                  "with model.keras, on images as uncertain as the less confident "
+                                  "half of a check set held out from the parity split and the "
+                                  "representative set, to reach; while under it, more of the "
+                                  "backbone is kept float, from the input end (0: no check, the "
+                                  "backbone all int8)")
+    int8_check_images: int = Field(600, ge=1, le=100_000, description="int8: images in that "
+                                   "check set (the validation split, then training images outside "
+                                   "the representative set)")
     parity_images: int | None = Field(None, ge=1, description="test images in the parity check "
                                       "(default: the whole test split)")
     batch_size: int = Field(32, ge=1, le=4096, description="images per batch in the parity check")
