@@ -74,9 +74,10 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.2, help="share of pixels masked")
     parser.add_argument("--steps", type=int, default=6, help="points inside each deletion/insertion curve")
     parser.add_argument("--random-maps", type=int, default=3, help="random maps averaged per image")
-    parser.add_argument("--layers", default="auto,block_12_add",
-                        help="target layers to compare; auto = the last conv feature map (out_relu, "
-                             "5x5); block_12_add = the last ImageNet block before the dog-tuned ones")
+    parser.add_argument("--layers", default=None,
+                        help="target layers to compare (default auto,block_12_add; quick: auto); auto = "
+                             "the last conv feature map (out_relu, 5x5); block_12_add = the last "
+                             "ImageNet block before the dog-tuned ones")
     args = parser.parse_args()
     quiet()
     if not have_material():
@@ -86,6 +87,7 @@ def main() -> None:
     per_label, epochs, limit = (30, 3, 30) if args.quick else (200, 8, None)
     if args.quick:
         args.steps, args.random_maps = min(args.steps, 3), min(args.random_maps, 2)
+    args.layers = args.layers or ("auto" if args.quick else "auto,block_12_add")
     run = args.run or str(Path(tempfile.gettempdir()) / f"headstart-bench/flowers5-mnv2-{per_label}-{epochs}")
     train_s = _train(run, per_label, epochs)
     from headstart.shared.model.trained import load_trained

@@ -120,11 +120,11 @@ def _resized(source: Iterator[np.ndarray | Skipped], size: int, workers: int,
     order; a failure travels beside its (empty) slot and comes back as a :class:`Skipped`."""
     import tensorflow as tf
 
-    from headstart.shared.data.modelinput import model_resize
+    from headstart.shared.data.modelinput import resize_graph
 
     failures: dict[int, Skipped] = {}
     empty = np.zeros((1, 1, 3), dtype=np.uint8)
-    layer = model_resize(model, size)
+    layer = resize_graph(model, size)
 
     def decoded():
         for i, result in enumerate(source):

@@ -45,12 +45,38 @@ def model_resize(model: Any | None, size: int) -> Any:
     return resize_layer(size)
 
 
-def resizer(size: int, model: Any | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """A function: decoded ``uint8`` image (H, W, 3) of any size -> float32 (size, size, 3),
-    computed by ``model``'s resize layer (or the standard one) - bit for bit what the model does."""
+def resize_graph(model: Any | None, size: int) -> Callable[[Any], Any]:
+    """``model``'s resize as a graph function over a float32 batch ``(1, H, W, 3)``.
+
+    An antialiased layer's kernel is the bilinear triangle stretched by the downscale factor;
+    on an upscale (or the identity) it is the plain bilinear kernel, so an image no larger
+    than the input on both sides goes through the plain bilinear op: the same values (within
+    1e-4 grey levels of float rounding, measured up to 3e-5), at half the CPU time of
+    ``tf.ScaleAndTranslate`` (~1 ms an image here, where the backbone pass takes ~17)."""
+    import keras
     import tensorflow as tf
 
     layer = model_resize(model, size)
+    cfg = layer.get_config()
+    if not cfg.get("antialias") or cfg.get("crop_to_aspect_ratio") or cfg.get("pad_to_aspect_ratio"):
+        return layer
+    plain = keras.layers.Resizing(cfg["height"], cfg["width"], interpolation=cfg["interpolation"],
+                                  antialias=False, name=f"{cfg['name']}_upscale")
+
+    def run(x):
+        shape = tf.shape(x)
+        upscale = tf.logical_and(shape[1] <= cfg["height"], shape[2] <= cfg["width"])
+        return tf.cond(upscale, lambda: plain(x), lambda: layer(x))
+    return run
+
+
+def resizer(size: int, model: Any | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """A function: decoded ``uint8`` image (H, W, 3) of any size -> float32 (size, size, 3),
+    computed by ``model``'s resize layer (or the standard one): what the model does (bit for
+    bit on downscales, see :func:`resize_graph` for upscales)."""
+    import tensorflow as tf
+
+    layer = resize_graph(model, size)
 
     @tf.function(input_signature=[tf.TensorSpec((None, None, 3), tf.uint8)], reduce_retracing=True)
     def run(image):

@@ -154,3 +154,16 @@ def test_antialiased_layer_does_not_convert_as_is(saved_model):
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     with pytest.raises(Exception, match="ScaleAndTranslate"):
         converter.convert()
+
+
+@pytest.mark.parametrize("h, w", [(20, 20), (SIZE, SIZE), (20, 50), (90, 200), (SIZE, SIZE + 1), (7, 31)])
+def test_resizer_equals_the_models_antialiased_layer(h, w):
+    """Upscales take the plain bilinear op (the antialiased kernel is bilinear there): the
+    same values within float rounding; downscales run the layer itself, bit for bit."""
+    image = picture(h, w, 5)
+    got = resizer(SIZE)(image)
+    want = np.asarray(resize_layer(SIZE)(image[None].astype(np.float32)))[0]
+    if h > SIZE or w > SIZE:
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, atol=1e-4)
