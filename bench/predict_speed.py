@@ -63,7 +63,7 @@ def _pipeline(model, refs, size: int, batch: int, decode=None) -> int:
     labels = ["daisy", "dandelion", "rose", "sunflower", "tulip"]
     results = Predictions(labels, Calibration(temperature=1.5), 3, 0.5, 24, thumb_size=THUMB)
     try:
-        decode = decode or image_decoder(size, 0, model=model)
+        decode = decode or image_decoder(size, 0, model=model, batch_resize=True)
         for r, probs, thumbs, skipped in stream_batches(model, refs, decode, batch):
             results.add(r, probs, thumbs, skipped)
     finally:
@@ -116,7 +116,7 @@ def _rss_child(n: int, backbone: str, size: int, batch: int, data: str | None) -
     refs, _ = _refs(n, data)
     from headstart.shared.data.imagesets import image_decoder
 
-    decode = image_decoder(size, 0, model=model)
+    decode = image_decoder(size, 0, model=model, batch_resize=True)  # as the predict job's
     _pipeline(model, refs[:batch], size, batch, decode)  # warm: traced, pools started
     base, peak, stop = _rss_mb(), [0.0], threading.Event()
 
@@ -164,8 +164,10 @@ def main() -> None:
     rss_n = args.rss_images or (100 if args.quick else 1000)
     model, weights = _model(backbone, size)
     refs, what = _refs(n, args.data)
-    decode = image_decoder(size, 0, model=model)
-    images = np.stack([decode(r)[0] for r in refs]).astype(np.float32)  # pre-decoded, in memory
+    # The plain pass: images decoded and resized beforehand, in memory; the pipeline decodes
+    # as the predict job does (a uniform set's images resized by the model, a batch at a time).
+    images = np.stack([image_decoder(size, 0, model=model)(r)[0] for r in refs]).astype(np.float32)
+    decode = image_decoder(size, 0, model=model, batch_resize=True)
     forward = compiled_call(model)
 
     def plain() -> int:

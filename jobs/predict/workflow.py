@@ -54,7 +54,8 @@ def predict(spec: PredictSpec) -> Summary:
     t0 = time.monotonic()
     try:
         # display_size 0: the decoded images themselves; thumbnails only of those the gallery keeps
-        decode = image_decoder(trained.image_size, 0, model=trained.model, min_side=spec.min_side)
+        decode = image_decoder(trained.image_size, 0, model=trained.model, min_side=spec.min_side,
+                               batch_resize=True)  # the full model resizes batches itself
         for batch_refs, probs, thumbs, skipped in stream_batches(
                 trained.model, refs, decode, spec.batch_size, spec.tta, spec.workers):
             for s in skipped:

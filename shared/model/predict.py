@@ -67,13 +67,29 @@ def tta_call(fn, tta: bool):
     return lambda x: (np.asarray(fn(x)) + np.asarray(fn(x[:, :, ::-1]))) / 2
 
 
+def _grouped(call, arrays: list[np.ndarray], n_out: int) -> np.ndarray:
+    """``call`` over ``arrays`` stacked, one call per distinct shape (a model that resizes
+    itself takes a batch of any one size), probabilities back in the arrays' order."""
+    if not arrays:
+        return np.zeros((0, n_out), np.float32)
+    shapes = sorted({a.shape for a in arrays})
+    if len(shapes) == 1:
+        return np.asarray(call(np.stack(arrays).astype(np.float32)), np.float32)
+    out = np.zeros((len(arrays), n_out), np.float32)
+    for shape in shapes:
+        rows = [i for i, a in enumerate(arrays) if a.shape == shape]
+        out[rows] = np.asarray(call(np.stack([arrays[i] for i in rows]).astype(np.float32)), np.float32)
+    return out
+
+
 def stream_batches(model: keras.Model, items, decode, batch_size: int = 64, tta: bool = False,
                    workers: int | None = None, window: int | None = None):
     """Decode ``items`` (``decode(item) -> (array, extra) | failure``) and predict them batch by batch.
 
     Yields ``(items, probs, extras, failures)`` per batch of ``batch_size`` decoded images, in
-    input order; a failure is any non-tuple ``decode`` returns (kept, never raised). Arrays in a
-    batch must share one shape (the caller's decoder resizes).
+    input order; a failure is any non-tuple ``decode`` returns (kept, never raised). Arrays of
+    different shapes go through ``model`` in one call per shape (for a model that resizes
+    itself; other models need the decoder to resize).
     """
     from headstart.shared.model.features import compiled_call
 
@@ -87,7 +103,7 @@ def stream_batches(model: keras.Model, items, decode, batch_size: int = 64, tta:
     n_out = int(model.output.shape[-1])
 
     def flush():
-        probs = call(np.stack(arrays).astype(np.float32)) if arrays else np.zeros((0, n_out), np.float32)
+        probs = _grouped(call, arrays, n_out)
         out = (list(kept), np.asarray(probs, np.float32), list(extras), list(failures))
         kept.clear(), arrays.clear(), extras.clear(), failures.clear()
         return out
