@@ -113,12 +113,13 @@ def embed(spec: AuditSpec, index, n_labels: int, size: int) -> tuple[list[Decode
 def from_shards(spec: AuditSpec, size: int):
     """(index, every image's Decoded, pooled features) with the features of ``--features``
     shards: no backbone pass; images are decoded for health facts and thumbnails only."""
+    from headstart.shared.data.modelinput import preprocessing_tag
     from headstart.shared.model.featureshards import check_matches, read_feature_set
 
     assert spec.features is not None
     fs = read_feature_set(spec.features, spatial=False, cache_dir=spec.cache_dir)
-    check_matches(fs.meta, {"backbone": spec.backbone, "image_size": size, "weights": spec.weights},
-                  spec.features)
+    check_matches(fs.meta, {"backbone": spec.backbone, "image_size": size, "weights": spec.weights,
+                            "resize": preprocessing_tag()}, spec.features)
     dataset = open_store(spec.dataset).uri
     if fs.meta["dataset"] != dataset:
         raise UserError(f"the feature shards at {spec.features!r} are of dataset {fs.meta['dataset']!r}, "

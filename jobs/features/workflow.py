@@ -15,6 +15,7 @@ import logging
 import time
 
 from headstart.jobs.features.spec import FeaturesSpec
+from headstart.shared.data.modelinput import preprocessing_tag
 from headstart.shared.data.datasets import SplitConfig, discover
 from headstart.shared.runtime import preflight
 from headstart.shared.runtime.errors import UserError
@@ -31,6 +32,7 @@ _NON_SEMANTIC = {"out", "overwrite", "shard", "shard_count", "batch_size", "work
 def fingerprint(spec: FeaturesSpec) -> str:
     data = {k: v for k, v in spec.dump().items() if k not in _NON_SEMANTIC}
     data["dataset"] = open_store(spec.dataset).uri
+    data["resize"] = preprocessing_tag()  # shards of an older decode/resize are not these
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -83,7 +85,8 @@ def features(spec: FeaturesSpec) -> Summary:
              ", ".join(f"{k} {len(v)}" for k, v in index.splits.items()))
     meta = {"dataset": index.uri, "labels": index.labels, "layout": index.layout,
             "backbone": spec.backbone, "image_size": size, "weights": spec.weights,
-            "preprocess": info.preprocess, "fingerprint": fp, "shard": shard, "shard_count": count,
+            "preprocess": info.preprocess, "resize": preprocessing_tag(), "fingerprint": fp,
+            "shard": shard, "shard_count": count,
             **{k: getattr(spec, k) for k in ("valid_fraction", "test_fraction", "seed",
                                              "max_per_label", "min_per_label", "min_side", "max_pixels")}}
     return _run_pass(spec, info, size, index, mine, out, meta)

@@ -26,7 +26,10 @@ log = logging.getLogger("headstart.train")
 
 def _wanted(spec: TrainSpec, size: int) -> dict:
     """The settings the shards must have been computed with, as features.json names them."""
+    from headstart.shared.data.modelinput import preprocessing_tag
+
     return {"backbone": spec.backbone, "image_size": size, "weights": spec.weights,
+            "resize": preprocessing_tag(),  # what the saved model will do to an image
             **{k: getattr(spec, k) for k in ("valid_fraction", "test_fraction", "seed", "max_per_label",
                                              "min_per_label", "min_side", "max_pixels")}}
 

@@ -33,6 +33,15 @@ def resize_layer(size: int, name: str = RESIZE_LAYER) -> Any:
     return keras.layers.Resizing(size, size, interpolation="bilinear", antialias=True, name=name)
 
 
+def preprocessing_tag(model: Any | None = None, size: int = 0) -> str:
+    """What turns bytes into the backbone's input, as a string cached features record: the
+    resize (``model``'s own, else the standard one) and the scaled decode's reducing gap."""
+    from headstart.shared.data.images import MODEL_REDUCING_GAP
+
+    cfg = model_resize(model, size or 1).get_config()
+    return f"{cfg['interpolation']}{'-antialias' if cfg.get('antialias') else ''}/gap{MODEL_REDUCING_GAP}"
+
+
 def model_resize(model: Any | None, size: int) -> Any:
     """``model``'s own resize layer (older models' settings included), else :func:`resize_layer`."""
     if model is not None:

@@ -45,7 +45,7 @@ POOLED_FILE = "pooled.npy"
 SPATIAL_FILE = "spatial.npy"
 FORMAT = 1
 # What must be equal for two runs to mean the same features (checked by the reader and train).
-BACKBONE_KEYS = ("backbone", "image_size", "weights", "preprocess")
+BACKBONE_KEYS = ("backbone", "image_size", "weights", "preprocess", "resize")
 SPLIT_KEYS = ("valid_fraction", "test_fraction", "seed", "max_per_label", "min_per_label",
               "min_side", "max_pixels")
 
