@@ -128,13 +128,9 @@ def from_shards(spec: AuditSpec, size: int):
     decoded: list[Decoded] = []
     for _ in decode_stream(spec, index, size, None, decoded):
         pass
-    rows = {(split, item.key): (split, r) for split, items in index.splits.items()
-            for r, item in enumerate(items)}
-    feats = []
-    for d in decoded:
-        if d.thumb is not None:
-            split, r = rows[(d.split, d.item.key)]
-            feats.append(np.asarray(fs.pooled[split][r], np.float32))
+    row = {(split, item.key): r for split, items in index.splits.items() for r, item in enumerate(items)}
+    feats = [np.asarray(fs.pooled[d.split][row[(d.split, d.item.key)]], np.float32)
+             for d in decoded if d.thumb is not None]
     for split, skipped in fs.skipped.items():  # what the features job could not read: findings too
         decoded.extend(Decoded(Item(s.key, s.label), split, None, None, error=f"{s.status}: {s.reason}")
                        for s in skipped)
