@@ -24,22 +24,25 @@ from typing import Any, Callable
 import numpy as np
 
 RESIZE_LAYER = "resize"
+RESIZE_INTERPOLATION = "bilinear"
+RESIZE_ANTIALIAS = True
 
 
 def resize_layer(size: int, name: str = RESIZE_LAYER) -> Any:
     """The resize layer every new model is built with (bilinear, antialiased)."""
     import keras
 
-    return keras.layers.Resizing(size, size, interpolation="bilinear", antialias=True, name=name)
+    return keras.layers.Resizing(size, size, interpolation=RESIZE_INTERPOLATION,
+                                 antialias=RESIZE_ANTIALIAS, name=name)
 
 
-def preprocessing_tag(model: Any | None = None, size: int = 0) -> str:
-    """What turns bytes into the backbone's input, as a string cached features record: the
-    resize (``model``'s own, else the standard one) and the scaled decode's reducing gap."""
+def preprocessing_tag() -> str:
+    """What turns bytes into the backbone's input for new models, as the string cached
+    features record: the standard resize and the scaled decode's reducing gap. Built from
+    the constants, so a shard check or fingerprint imports no Keras."""
     from headstart.shared.data.images import MODEL_REDUCING_GAP
 
-    cfg = model_resize(model, size or 1).get_config()
-    return f"{cfg['interpolation']}{'-antialias' if cfg.get('antialias') else ''}/gap{MODEL_REDUCING_GAP}"
+    return f"{RESIZE_INTERPOLATION}{'-antialias' if RESIZE_ANTIALIAS else ''}/gap{MODEL_REDUCING_GAP}"
 
 
 def model_resize(model: Any | None, size: int) -> Any:
