@@ -50,13 +50,16 @@ def selected_head(clf: Classifier, splits: dict[str, LoadedSplit], cfg, result,
                           groups=np.concatenate(groups),
                           eval_rows=np.concatenate(plain), class_weights=cfg.class_weights,
                           label_smoothing=cfg.label_smoothing)
-        # Calibration needs probabilities the head has not been fitted on: out-of-fold ones of
-        # the chosen configuration on the original (view-0) images.
-        keep = np.concatenate(plain)
-        x, y = np.concatenate(rows)[keep], np.concatenate(labels)[keep]
-        result.held_out = (cross_val_probs(x, y, n_classes, seed=cfg.seed, folds=sel.folds, c=sel.chosen.c,
-                                           steps=sel.chosen.steps, kind=sel.chosen.kind,
-                                           width=sel.chosen.width), y)
+        # Calibration needs probabilities the head has not been fitted on: the chosen
+        # configuration's out-of-fold ones from the cross-validation (plain views), else
+        # (too few images to cross-validate) those of 2-fold heads of it.
+        result.held_out = sel.held_out
+        if result.held_out is None:
+            keep = np.concatenate(plain)
+            x, y = np.concatenate(rows)[keep], np.concatenate(labels)[keep]
+            result.held_out = (cross_val_probs(x, y, n_classes, seed=cfg.seed, folds=sel.folds, c=sel.chosen.c,
+                                               steps=sel.chosen.steps, kind=sel.chosen.kind,
+                                               width=sel.chosen.width), y)
     seconds = time.monotonic() - t1
     with_head(clf, keras_head(sel, n_classes))
     result.selection = sel

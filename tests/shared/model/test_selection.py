@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from headstart.shared.model.selection import (LINEAR_CHECKPOINTS, STEP_CHECKPOINTS, HeadChoice, keras_head, pooled,
-                                              select_head, stratified_folds)
+from headstart.shared.model.selection import (C_GRID, LINEAR_CHECKPOINTS, MLP_MIN_PER_LABEL, STEP_CHECKPOINTS,
+                                              HeadChoice, keras_head, pooled, select_head, stratified_folds)
 
 
 def _blobs(n_per: int, n_classes: int = 3, d: int = 40, spread: float = 2.5, seed: int = 0):
@@ -26,10 +26,41 @@ def test_deterministic_for_a_seed_and_records_why():
     doc = a.doc()
     assert doc["summary"] == a.chosen.label() and "5-fold" in doc["reason"]
     kinds = {row["kind"] for row in doc["candidates"]}
-    assert kinds == {"linear", "mlp"}  # small data: the hidden-layer heads compete too
-    assert {row["steps"] for row in doc["candidates"]} == set(STEP_CHECKPOINTS) | set(LINEAR_CHECKPOINTS)
+    assert kinds == {"linear"}  # 20 images a label: too few for the hidden-layer heads to compete
+    assert f"a label has 20 images < {MLP_MIN_PER_LABEL}" in doc["reason"]
     best = doc["candidates"][0]
     assert all(best["cv_accuracy"] >= row["cv_accuracy"] for row in doc["candidates"])
+
+
+def test_hidden_layer_heads_compete_with_enough_images_a_label_at_low_cost():
+    x, y = _blobs(MLP_MIN_PER_LABEL, d=8)  # cheap: 8 features
+    doc = select_head(x, y, 3, seed=1).doc()
+    assert {row["kind"] for row in doc["candidates"]} == {"linear", "mlp"}
+    assert {row["steps"] for row in doc["candidates"]} == set(STEP_CHECKPOINTS) | set(LINEAR_CHECKPOINTS)
+    x, y = _blobs(MLP_MIN_PER_LABEL - 1, d=8)
+    assert {row["kind"] for row in select_head(x, y, 3, seed=1).table} == {"linear"}
+
+
+def test_ties_go_to_the_linear_head_with_the_strongest_l2():
+    x, y = _blobs(20, spread=0.05)  # every candidate is right on every held-out image
+    sel = select_head(x, y, 3, seed=0)
+    assert all(row["cv_accuracy"] == 1.0 for row in sel.table)
+    assert sel.chosen == HeadChoice(kind="linear", c=min(C_GRID), steps=max(LINEAR_CHECKPOINTS))
+
+
+def test_keeps_the_chosen_heads_out_of_fold_probabilities():
+    x, y = _blobs(20, spread=5.0, seed=3)  # 60 images: five equal folds of 12
+    sel = select_head(x, y, 3, seed=4)
+    assert sel.held_out is not None
+    probs, labels = sel.held_out
+    assert probs.shape == (60, 3) and labels.tolist() == y.tolist()
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    best = sel.table[0]
+    assert (best["kind"], best["c"], best["steps"]) == (sel.chosen.kind, sel.chosen.c, sel.chosen.steps)
+    # equal folds: the pooled out-of-fold accuracy is the mean fold accuracy the table records
+    assert float((probs.argmax(1) == labels).mean()) == pytest.approx(best["cv_accuracy"], abs=1e-4)
+    few_x, few_y = _blobs(3)
+    assert select_head(few_x[:7], few_y[:7], 3, seed=0).held_out is None  # label 2: one image, no CV
 
 
 def test_matches_logistic_regression_on_held_out_data():
