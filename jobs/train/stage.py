@@ -77,7 +77,7 @@ class Clock:
 def start_decode(spec: Any, index: DatasetIndex, size: int) -> Prefetch:
     """Start decoding every split (in :func:`split_features`' order) on a thread pool."""
     items = [item for name in index.splits for item in index.splits[name]]
-    return Prefetch(open_store(spec.dataset), items, size, spec.min_side, spec.max_pixels)
+    return Prefetch(open_store(spec.dataset), items, size, spec.min_side, spec.max_pixels, early=True)
 
 
 @dataclass
