@@ -20,6 +20,7 @@ image instead of crashing on the first bad one.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import logging
 import time
@@ -139,15 +140,8 @@ class Prefetch:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _resized(source: Iterator[np.ndarray | Skipped], size: int, model: Any = None,
-             chunk: int = RESIZE_CHUNK) -> Iterator[np.ndarray | Skipped]:
-    """The model's own resize of each decoded image, in order; a failure passes through.
-
-    Up to ``chunk`` images are read at a time and every run of equal-shape images in them
-    (all of a uniform dataset's) is resized as one batch: one op call for many images, where
-    one call an image cost ~1.2 ms of per-call overhead each and, on flowers5 (4,317 photos),
-    most of the time the train job waited for decoded images. Resizing is per image, so a
-    batch's rows are the single-image results."""
+def _batch_resize(model: Any, size: int) -> Any:
+    """``model``'s resize (the standard one without) as a graph function over uint8 batches."""
     import tensorflow as tf
 
     from headstart.shared.data.modelinput import resize_graph
@@ -157,6 +151,26 @@ def _resized(source: Iterator[np.ndarray | Skipped], size: int, model: Any = Non
     @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8)], reduce_retracing=True)
     def run(batch):
         return layer(tf.cast(batch, tf.float32))  # the model's own resize, in float
+    return run
+
+
+@functools.lru_cache(maxsize=8)
+def _standard_resize(size: int) -> Any:
+    """One graph function per input size for new models (every split of a run shares it: a
+    function made per split is traced again each time, and TensorFlow warns of retracing)."""
+    return _batch_resize(None, size)
+
+
+def _resized(source: Iterator[np.ndarray | Skipped], size: int, model: Any = None,
+             chunk: int = RESIZE_CHUNK) -> Iterator[np.ndarray | Skipped]:
+    """The model's own resize of each decoded image, in order; a failure passes through.
+
+    Up to ``chunk`` images are read at a time and every run of equal-shape images in them
+    (all of a uniform dataset's) is resized as one batch: one op call for many images, where
+    one call an image cost ~1.2 ms of per-call overhead each and, on flowers5 (4,317 photos),
+    most of the time the train job waited for decoded images. Resizing is per image, so a
+    batch's rows are the single-image results."""
+    run = _standard_resize(size) if model is None else _batch_resize(model, size)
 
     def flush(pending: list) -> Iterator[np.ndarray | Skipped]:
         i = 0
