@@ -42,9 +42,8 @@ _SLOT = struct.Struct("<qiii")      # offset, height, width, status (1 = kept, e
 
 def usable(store: Any) -> bool:
     """True where an early child helps and fork is safe."""
-    from headstart.shared.storage.store import LocalStore
-
-    return (sys.platform.startswith("linux") and hasattr(os, "fork") and isinstance(store, LocalStore)
+    local = getattr(store, "local_path", None)
+    return (sys.platform.startswith("linux") and hasattr(os, "fork") and callable(local) and local() is not None
             and threading.active_count() == 1 and "tensorflow" not in sys.modules and usable_cpus() >= 2
             and os.environ.get("HEADSTART_EARLY_DECODE", "1") != "0")
 

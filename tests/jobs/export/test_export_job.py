@@ -59,8 +59,10 @@ def test_tflite(trained_run: str, tmp_path: Path, quantize: str) -> None:
 
 def test_tflite_int8_converts_and_reports(trained_run: str, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    """int8 (head kept float) meets the 97% top-1 target; fully int8 it was 2/8 on this model.
-    The first conversion already meets the check-set target, so the search stops there."""
+    """int8 with the head kept float: the search grows the float set from none until the check
+    set agrees (this chance-level tiny model has near-uniform probabilities, so top-1 flips
+    easily: how far it goes is the model's, the invariants are the search's); with
+    ``--int8-agreement 0`` the whole backbone runs int8 and the file is really quantized."""
     import tensorflow as tf
 
     capsys.readouterr()
@@ -75,15 +77,23 @@ def test_tflite_int8_converts_and_reports(trained_run: str, tmp_path: Path,
     assert doc["size_bytes"] == (folder / "model.tflite").stat().st_size and doc["convert_seconds"] > 0
     q = doc["int8"]
     assert q["check_split"] == "valid+train" and q["check_images"] == 6 and q["target_hard_agreement"] == 0.985
-    assert [s["float_layers"] for s in q["steps"]] == [0] and q["steps"][0]["hard_agreement"] >= 0.985
-    assert q["steps"][0]["check_agreement"] == 1.0
-    assert q["meets_check_target"] and q["float_layers"] == 0 and q["float_tensors"] == []
-    assert q["order"] == "input-first" and q["backbone_layers"] >= 4
-    assert q["conv_layers"] >= 1 and q["conv_layers_int8"] == q["conv_layers"]
-    assert f"(0 of {q['backbone_layers']} backbone layers float, {q['conv_layers']} of " in line
+    floats = [s["float_layers"] for s in q["steps"]]
+    assert floats[0] == 0 and floats == sorted(set(floats)) and floats[-1] <= q["backbone_layers"]
+    assert all(s["hard_agreement"] < 0.985 for s in q["steps"][:-1])  # it stops at the first that meets
+    assert q["steps"][-1]["hard_agreement"] >= 0.985 and q["meets_check_target"]
+    assert q["float_layers"] == floats[-1] and len(q["float_tensors"]) == floats[-1]
+    assert q["order"] == "input-first" and q["backbone_layers"] >= 4 and q["conv_layers"] >= 1
+    assert f"({q['float_layers']} of {q['backbone_layers']} backbone layers float, " in line
+
+    whole = tmp_path / "whole"
+    assert main(["export", trained_run, "--format", "tflite", "--quantize", "int8", "--out", str(whole),
+                 "--representative", "16", "--int8-agreement", "0"]) == 0
+    folder = whole / "export" / "tflite-int8"
+    q = _parity(folder)["int8"]
+    assert q["float_layers"] == 0 and q["float_tensors"] == [] and q["conv_layers_int8"] == q["conv_layers"]
     fp32 = tmp_path / "f"
     assert main(["export", trained_run, "--format", "tflite", "--out", str(fp32)]) == 0
-    assert doc["size_bytes"] < _parity(fp32 / "export" / "tflite")["size_bytes"]  # really quantized
+    assert _parity(folder)["size_bytes"] < _parity(fp32 / "export" / "tflite")["size_bytes"]  # really quantized
     assert "int8" not in _parity(fp32 / "export" / "tflite")
     interp = tf.lite.Interpreter(model_path=str(folder / "model.tflite"))
     ops = {d["op_name"] for d in interp._get_ops_details()}
