@@ -140,25 +140,13 @@ class Prefetch:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _batch_resize(model: Any, size: int) -> Any:
-    """``model``'s resize (the standard one without) as a graph function over uint8 batches."""
-    import tensorflow as tf
-
-    from headstart.shared.data.modelinput import resize_graph
-
-    layer = resize_graph(model, size)
-
-    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8)], reduce_retracing=True)
-    def run(batch):
-        return layer(tf.cast(batch, tf.float32))  # the model's own resize, in float
-    return run
-
-
 @functools.lru_cache(maxsize=8)
 def _standard_resize(size: int) -> Any:
-    """One graph function per input size for new models (every split of a run shares it: a
-    function made per split is traced again each time, and TensorFlow warns of retracing)."""
-    return _batch_resize(None, size)
+    """One batch resizer per input size for new models (every split of a run shares it: a
+    graph function made per split is traced again each time, and TensorFlow warns of it)."""
+    from headstart.shared.data.modelinput import batch_resizer
+
+    return batch_resizer(size)
 
 
 def _resized(source: Iterator[np.ndarray | Skipped], size: int, model: Any = None,
@@ -170,7 +158,9 @@ def _resized(source: Iterator[np.ndarray | Skipped], size: int, model: Any = Non
     one call an image cost ~1.2 ms of per-call overhead each and, on flowers5 (4,317 photos),
     most of the time the train job waited for decoded images. Resizing is per image, so a
     batch's rows are the single-image results."""
-    run = _standard_resize(size) if model is None else _batch_resize(model, size)
+    from headstart.shared.data.modelinput import batch_resizer
+
+    run = _standard_resize(size) if model is None else batch_resizer(size, model)
 
     def flush(pending: list) -> Iterator[np.ndarray | Skipped]:
         i = 0
@@ -182,7 +172,7 @@ def _resized(source: Iterator[np.ndarray | Skipped], size: int, model: Any = Non
             j = i + 1
             while j < len(pending) and not isinstance(pending[j], Skipped) and pending[j].shape == pending[i].shape:
                 j += 1
-            yield from np.asarray(run(np.stack(pending[i:j])), np.float32)
+            yield from run(np.stack(pending[i:j]))
             i = j
 
     pending: list = []

@@ -82,20 +82,33 @@ def resize_graph(model: Any | None, size: int) -> Callable[[Any], Any]:
     return run
 
 
-def resizer(size: int, model: Any | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """A function: decoded ``uint8`` image (H, W, 3) of any size -> float32 (size, size, 3),
-    computed by ``model``'s resize layer (or the standard one): what the model does (bit for
-    bit on downscales, see :func:`resize_graph` for upscales)."""
+def batch_resizer(size: int, model: Any | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """A function: decoded ``uint8`` images of one shape ``(n, H, W, 3)`` -> float32
+    ``(n, size, size, 3)``, computed by ``model``'s resize layer (or the standard one) in one
+    op call. The resize is per image, so each row is that image's :func:`resizer` result; one
+    call for many images saves the ~1.2 ms of per-call overhead an image costs."""
     import tensorflow as tf
 
     layer = resize_graph(model, size)
 
-    @tf.function(input_signature=[tf.TensorSpec((None, None, 3), tf.uint8)], reduce_retracing=True)
-    def run(image):
-        return layer(tf.cast(image, tf.float32)[None])[0]
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8)], reduce_retracing=True)
+    def run(batch):
+        return layer(tf.cast(batch, tf.float32))
+
+    def apply(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(run(batch), dtype=np.float32)
+
+    return apply
+
+
+def resizer(size: int, model: Any | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """A function: decoded ``uint8`` image (H, W, 3) of any size -> float32 (size, size, 3),
+    computed by ``model``'s resize layer (or the standard one): what the model does (bit for
+    bit on downscales, see :func:`resize_graph` for upscales)."""
+    run = batch_resizer(size, model)
 
     def apply(image: np.ndarray) -> np.ndarray:
-        return np.asarray(run(image), dtype=np.float32)
+        return run(image[None])[0]
 
     return apply
 

