@@ -93,7 +93,7 @@ class EarlyDecode:
             _SLOT.pack_into(self._map, _HEADER + _SLOT.size * i, offset, h, w, status)
             if status:
                 offset += h * w * 3
-                if i == 0 or not _FIRST.unpack_from(self._map, 16)[0]:
+                if not _FIRST.unpack_from(self._map, 16)[0]:
                     _FIRST.pack_into(self._map, 16, time.time())
             _DONE.pack_into(self._map, 8, i + 1)  # after the slot: a reader never sees half
 

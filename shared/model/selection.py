@@ -198,7 +198,7 @@ def _families(n: int, d: int, k: int, min_per_label: int
         if cost <= MLP_BUDGET:
             fams.append(("mlp", w, MLP_C_GRID))
         else:
-            skipped.append(f"mlp width={w} ({cost:.1e} multiply-adds > budget {MLP_BUDGET:.0e})")
+            skipped.append(f"mlp width={w} (cost: {cost:.1e} multiply-adds > budget {MLP_BUDGET:.0e})")
     return fams, skipped
 
 
@@ -300,7 +300,7 @@ def select_head(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int, grou
     reason = (f"best mean {k}-fold accuracy {best['cv_accuracy']:.4f} (log-loss {best['cv_log_loss']:.4f}) "
               f"of {len(table)} candidates on {int(keep.sum())} images")
     if skipped:
-        reason += "; left out for cost: " + ", ".join(skipped)
+        reason += "; left out: " + ", ".join(skipped)
     sel = _refit(x, y, n_classes, chosen, k, reason, table, seed, class_weights, label_smoothing)
     sel.held_out = held
     return sel
