@@ -1,5 +1,4 @@
-import sys
+"""``python -m headstart``: the console script."""
+from headstart.shared.runtime.cli import console
 
-from headstart.shared.runtime.cli import main
-
-sys.exit(main())
+console()

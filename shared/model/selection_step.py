@@ -14,7 +14,9 @@ import numpy as np
 from headstart.shared.data.loading import LoadedSplit
 from headstart.shared.model.classifier import Classifier, with_head
 from headstart.shared.model.features import augmenter, extract_features
-from headstart.shared.model.selection import cross_val_probs, keras_head, pooled, select_head
+from headstart.shared.model.selection import (THREADED_ROWS, cross_val_probs, keras_head, pooled, select_head,
+                                              threads_for)
+from headstart.shared.runtime.cpus import idle_cpus, usable_cpus
 from headstart.shared.model.training import PhaseResult
 from headstart.shared.model.blas import blas_threads
 
@@ -45,7 +47,9 @@ def selected_head(clf: Classifier, splits: dict[str, LoadedSplit], cfg, result,
         offset += n
     t1 = time.monotonic()
     n_classes = int(clf.head.output.shape[-1])
-    with blas_threads(1):  # small products: threads only spin (see model.blas.blas_threads)
+    n_rows = sum(len(r) for r in rows)
+    idle = idle_cpus(0.1) if n_rows >= THREADED_ROWS else None  # only asked where it may thread
+    with blas_threads(threads_for(n_rows, usable_cpus(), idle)):  # the bits do not depend on it
         sel = select_head(np.concatenate(rows), np.concatenate(labels), n_classes, seed=cfg.seed,
                           groups=np.concatenate(groups),
                           eval_rows=np.concatenate(plain), class_weights=cfg.class_weights,

@@ -135,3 +135,32 @@ def test_pooled_averages_space_in_chunks():
     maps = np.arange(300 * 2 * 2 * 3, dtype="float16").reshape(300, 2, 2, 3)
     np.testing.assert_allclose(pooled(maps), maps.astype("float32").mean(axis=(1, 2)))
     assert pooled(maps[:, None]).shape == (300, 1, 3)
+
+
+def test_the_choice_and_its_bits_do_not_depend_on_the_blas_thread_count():
+    # 900 rows pad to 960 (a multiple of ROW_MULTIPLE): unpadded, OpenBLAS splits a product
+    # whose inner size is the rows differently on 2 threads and the sums' bits change
+    # (measured: unpadded, this case differs on 2 threads).
+    from headstart.shared.model.blas import blas_threads
+
+    x, y = _blobs(300, d=256, spread=4.0)
+    runs = []
+    for threads in (1, 2):
+        with blas_threads(threads):
+            runs.append(select_head(x, y, 3, seed=2))
+    one, two = runs
+    assert one.chosen == two.chosen
+    for wa, wb in zip(one.weights, two.weights):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_threads_only_for_many_rows_and_idle_cores():
+    from headstart.shared.model.selection import MAX_THREADS, THREADED_ROWS, threads_for
+
+    assert threads_for(THREADED_ROWS - 1, cpus=8, idle=8.0) == 1  # small products: one thread
+    assert threads_for(THREADED_ROWS, cpus=8, idle=8.0) == MAX_THREADS
+    assert threads_for(1000, cpus=2, idle=1.9) == 2
+    assert threads_for(1000, cpus=2, idle=1.0) == 1  # another process holds a core: no spinning
+    assert threads_for(1000, cpus=2, idle=0.2) == 1
+    assert threads_for(1000, cpus=1, idle=4.0) == 1  # the quota, not the host
+    assert threads_for(1000, cpus=4, idle=None) == 1  # unknown: one

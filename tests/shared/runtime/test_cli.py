@@ -128,3 +128,59 @@ def test_a_job_returning_nothing_gets_a_line_from_its_manifest(monkeypatch, tmp_
     out = tmp_path / "o"
     assert cli.main(["plain", "d", "--out", str(out)]) == 0
     assert capsys.readouterr().out == f"plain: 2 files -> {out} · open {out}/report.html\n"
+
+
+_CONSOLE = '''
+import atexit, sys, threading, time, types
+from pathlib import Path
+from pydantic import Field
+from headstart.shared.runtime import cli
+from headstart.shared.runtime.specs import JobSpec
+from headstart.shared.runtime.summary import Summary
+
+marks = Path(sys.argv[1])
+sys.modules["tensorflow"] = types.ModuleType("tensorflow")  # what the quick exit looks for
+
+
+class Spec(JobSpec):
+    out: str = Field(description="output folder")
+    fail: bool = Field(False, description="fail")
+    thread: bool = Field(False, description="leave a worker thread running")
+
+
+def run(spec):
+    from headstart.shared.runtime.errors import UserError
+
+    atexit.register(lambda: (marks / "atexit").write_text("ran"))
+    sys.stderr.write("unflushed stderr")
+    if spec.thread:
+        threading.Thread(target=lambda: (time.sleep(0.3), (marks / "thread").write_text("joined"))).start()
+    if spec.fail:
+        raise UserError("bad: 'x'")
+    return Summary(job="fake", out=spec.out, produced="a thing")
+
+
+module = types.ModuleType("fake_job")
+module.SPEC, module.HELP, module.run = Spec, "fake", run
+sys.modules["fake_job"] = module
+cli.COMMANDS["fake"] = "fake_job"
+sys.argv = ["headstart", "fake", "--out", str(marks / "o")] + sys.argv[2:]
+cli.console()
+'''
+
+
+@pytest.mark.parametrize("flags, code", [([], 0), (["--fail"], 2), (["--thread"], 0)])
+def test_console_exits_quickly_with_the_code_after_exit_handlers_and_flushed_output(tmp_path, flags, code):
+    import subprocess
+
+    script = tmp_path / "console.py"
+    script.write_text(_CONSOLE)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)] + flags, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == code, done.stderr
+    assert (tmp_path / "atexit").read_text() == "ran"  # exit handlers (temporary folders) still run
+    assert "unflushed stderr" in done.stderr
+    if code == 0:
+        assert done.stdout.startswith("fake: a thing -> ")
+    if "--thread" in flags:  # a running non-daemon thread: the normal exit, which joins it
+        assert (tmp_path / "thread").read_text() == "joined"

@@ -52,3 +52,36 @@ def test_scrape_decode_pool_is_sized_by_usable_cpus(tmp_path, monkeypatch):
                                                       v1_period=fake["v1_period"]))
     assert usable_cpus() == 2
     assert pipeline.decode_pool(None) is None
+
+
+def _stat(idle: int, busy: int) -> str:
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    return f"cpu  {busy} 0 0 {idle} 0 0 0 0 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n"
+
+
+def test_idle_cpus_reads_the_idle_share_over_the_window(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    samples = iter([_stat(1000, 1000), _stat(1150, 1050)])  # 200 jiffies: 150 idle
+
+    def sleep(_seconds):  # the window passes: the host's counters move on
+        stat.write_text(next(samples))
+
+    stat.write_text(next(samples))
+    monkeypatch.setattr("time.sleep", sleep)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert cpus.idle_cpus(0.1, path=stat) == 3.0  # 75% of 4 CPUs idle
+
+
+def test_idle_cpus_unknown_is_none(tmp_path):
+    stat = tmp_path / "stat"
+    assert cpus.idle_cpus(0.01, path=stat) is None  # no such file
+    stat.write_text("intr 1 2 3\n")
+    assert cpus.idle_cpus(0.01, path=stat) is None  # not a cpu line
+    stat.write_text(_stat(10, 10))
+    assert cpus.idle_cpus(0.01, path=stat) is None  # counters did not move
+
+
+def test_idle_cpus_on_this_host_is_between_zero_and_the_cpu_count():
+    idle = cpus.idle_cpus(0.05)
+    if os.path.exists("/proc/stat"):
+        assert idle is not None and 0 <= idle <= (os.cpu_count() or 1)
