@@ -29,9 +29,21 @@ import numpy as np
 
 from headstart.shared.runtime.cpus import usable_cpus
 
-# Room for decoded pixels in the shared map (uint8; a 128 px photo is 49 kB, one shrunk
-# towards a 160 px input from a large photo 0.3-0.6 MB). Pages are touched only when used.
+# Room for decoded pixels in the shared map (uint8; a 128 px photo is 49 kB, a 640x480 one
+# kept whole for a 160 px input 0.9 MB, one shrunk from a large photo 0.3-0.6 MB). Pages are
+# touched only when used and the map is freed once read, so the room is a bound, not a cost:
+# an eighth of the memory still available, between these two. 256 MB filled after ~280 of
+# the mixed-size benchmark's 640x480 photos, ~4 s into a ~11 s import + build (measured).
 EARLY_BYTES = 256 << 20
+EARLY_BYTES_MAX = 1 << 30
+
+
+def early_room() -> int:
+    """The map's room: an eighth of the available memory, within EARLY_BYTES..EARLY_BYTES_MAX."""
+    from headstart.shared.runtime.memory import available_bytes
+
+    free = available_bytes()
+    return EARLY_BYTES if free is None else max(EARLY_BYTES, min(EARLY_BYTES_MAX, free // 8))
 # The header: the stop flag (parent writes), images done and the first image's time.time()
 # (child writes): separate fields, so neither side overwrites the other's.
 _STOP, _DONE, _FIRST = struct.Struct("<q"), struct.Struct("<q"), struct.Struct("<d")
@@ -52,7 +64,8 @@ class EarlyDecode:
     """A forked child decoding ``items`` in order until :meth:`stop` (or the map is full)."""
 
     def __init__(self, store: Any, items: list, size: int, min_side: int, max_pixels: int,
-                 room: int = EARLY_BYTES) -> None:
+                 room: int | None = None) -> None:
+        room = early_room() if room is None else room
         self.n = len(items)
         self._head = _HEADER + _SLOT.size * self.n
         self._map = mmap.mmap(-1, self._head + room)

@@ -34,6 +34,7 @@ import numpy as np
 from headstart.shared.runtime.cpus import usable_cpus
 from headstart.shared.data.datasets import Item
 from headstart.shared.data.images import MAX_PIXELS, Skipped, read_image
+from headstart.shared.data.readahead import read_ahead
 from headstart.shared.data.scratch import allocate
 from headstart.shared.runtime.logs import Progress
 from headstart.shared.storage.store import Store
@@ -269,7 +270,9 @@ def stream_split(store: Store, name: str, items: list[Item], labels: list[str], 
 
     log.debug("streaming %s: %d images, batches of %d (%.1f MB each)", name, len(items), batch,
               batch * size_bytes * 4 / 1e6)
-    return SplitStream(split, len(items), batches())
+    # Resized on a thread of its own, two batches ahead: the resize overlaps the consumer's
+    # backbone calls (mixed-size set: 4.0 s of the consumer's waits were the resize).
+    return SplitStream(split, len(items), read_ahead(batches(), 2, f"stream-{name}"))
 
 
 SKIPPED_COLUMNS = ("split", "key", "label", "status", "reason")
