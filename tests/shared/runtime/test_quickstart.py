@@ -1,0 +1,40 @@
+"""The command's Keras import skips scikit-learn, which still imports normally afterwards."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from headstart.shared.runtime import quickstart
+
+
+def test_keras_loads_without_sklearn_and_sklearn_still_imports_after():
+    script = textwrap.dedent("""
+        import sys
+        from headstart.shared.runtime import quickstart
+        quickstart.install()
+        import keras
+        assert "sklearn" not in sys.modules, "keras loaded scikit-learn"
+        assert not any(type(f).__name__ == "_KerasWithoutSklearn" for f in sys.meta_path), "hook left in place"
+        layer = keras.layers.Dense(3)
+        assert tuple(layer(keras.ops.ones((2, 4))).shape) == (2, 3)  # keras works
+        import sklearn.linear_model  # the audit's cleanlab needs it: a normal import
+        assert sys.modules["sklearn"] is not None
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_install_is_a_no_op_once_keras_is_loaded(monkeypatch):
+    import keras  # noqa: F401 - loaded in this process (as in most of the suite)
+
+    before = list(sys.meta_path)
+    quickstart.install()
+    assert sys.meta_path == before
+    monkeypatch.delitem(sys.modules, "keras")  # as if not yet imported: installs once, removes
+    quickstart.install()
+    quickstart.install()
+    assert sum(isinstance(f, quickstart._KerasWithoutSklearn) for f in sys.meta_path) == 1
+    quickstart.remove()
+    assert sys.meta_path == before
