@@ -3,8 +3,9 @@
 The frozen base's features do not change while the head trains, so a head can be fitted on
 the pooled features in well under a second: full-batch Adam in numpy, every regularisation
 strength of a family trained side by side as one matrix product. Candidates are a linear
-(softmax regression) head over a grid of L2 strengths and, when the data is small enough
-for it to be cheap, a one-hidden-layer ReLU head of a few widths; the number of full-batch
+(softmax regression) head over a grid of L2 strengths, when the data is small enough for it
+to be cheap a one-hidden-layer ReLU head of a few widths, and with few images a label the
+nearest class mean (:mod:`headstart.shared.model.centroid`, favoured by a margin); the number of full-batch
 steps is chosen among checkpoints of the same runs. The winner (best mean fold accuracy;
 ties to the simpler head, then the stronger L2, as scikit-learn's grid search breaks them)
 is refitted on every row, and its out-of-fold probabilities are kept for calibration. Decisions depend
@@ -17,6 +18,9 @@ import logging
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from headstart.shared.model.centroid import centroid_cv, centroid_probs, fit_centroids
+from headstart.shared.model.centroid import keras_layers as centroid_layers
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,14 @@ MLP_BUDGET = 5e9
 # best of 24 noisy extra candidates cost 2.4 points at k = 5 on rose+tulip (10 seeds), while
 # at k >= 50 the two were within 0.5 points of each other on flowers5 (2 seeds).
 MLP_MIN_PER_LABEL = 50
+# The nearest-class-mean head (:mod:`headstart.shared.model.centroid`) competes when the
+# smallest label has at most this many images in the cross-validation, and is chosen unless
+# another candidate's mean fold accuracy beats it by more than CENTROID_MARGIN: there the
+# fold scores are coarse and the prototype is the steadier estimate (flowers5 and its 2- and
+# 3-label subsets, 10 seeds: +1.5 points on average at k = 5 and 10, never below the linear
+# head; an even CV race gained only +0.6 and lost 1 point at k = 20 on rose+tulip).
+CENTROID_MAX_PER_LABEL = 10
+CENTROID_MARGIN = 0.05
 # Cross-validation looks at most this many images (a seeded stratified sample; the refit uses
 # all): beyond it the choice of C and steps barely moves, and the cost grows with every row.
 CV_MAX_IMAGES = 1000
@@ -47,7 +59,8 @@ CV_MAX_IMAGES = 1000
 
 @dataclass(frozen=True, kw_only=True)
 class HeadChoice:
-    """One head configuration: ``kind`` linear | mlp, its width, L2 inverse strength C, steps."""
+    """One head configuration: ``kind`` linear | mlp | centroid, its width, L2 inverse strength C,
+    steps (the centroid head has none of the three: zeros)."""
 
     kind: str
     c: float
@@ -55,6 +68,8 @@ class HeadChoice:
     width: int = 0
 
     def label(self) -> str:
+        if self.kind == "centroid":
+            return "centroid (nearest class mean)"
         hidden = f" width={self.width}" if self.kind == "mlp" else ""
         return f"{self.kind}{hidden} C={self.c:g} steps={self.steps}"
 
@@ -81,7 +96,9 @@ class Selection:
                 "reason": self.reason, "candidates": self.table}
 
     def folded(self) -> list[np.ndarray]:
-        """Weights for raw pooled features: the standardisation folded into the first layer."""
+        """Weights for raw pooled features: the standardisation folded into the first layer
+        (the centroid head normalises each image, which no weight can fold: its own layers)."""
+        assert self.chosen.kind != "centroid", "the centroid head keeps its normalisation layers"
         w, b = self.weights[0], self.weights[1]
         assert self.scale is not None and self.mean is not None, "a fitted selection has both"
         w_raw = w / self.scale[:, None]
@@ -326,7 +343,8 @@ def select_head(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int, grou
     rows = np.isin(groups, images[keep])
     fold = fold_of_image[np.searchsorted(images, groups[rows])]
     per_label = np.bincount(per_image[images[keep]], minlength=n_classes)
-    families, skipped = _families(int(rows.sum()), x.shape[1], k, int(per_label[per_label > 0].min()))
+    min_label = int(per_label[per_label > 0].min())
+    families, skipped = _families(int(rows.sum()), x.shape[1], k, min_label)
     scores, oof = _cross_validate(x[rows], y[rows], fold, eval_mask[rows], k, families, n_classes, seed,
                              _row_weights(y[rows], class_weights), label_smoothing)
     table = []
@@ -343,11 +361,29 @@ def select_head(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int, grou
     else:
         table.sort(key=lambda r: (-r["cv_accuracy"], r["width"], r["c"], r["steps"]))
     best = table[0]
-    chosen = HeadChoice(kind=best["kind"], c=best["c"], steps=best["steps"], width=best["width"])
     scored = eval_mask[rows]
-    held = oof[(best["kind"], best["width"], best["c"], best["steps"])][scored], y[rows][scored]
-    reason = (f"best mean {k}-fold accuracy {best['cv_accuracy']:.4f} (log-loss {best['cv_log_loss']:.4f}) "
-              f"of {len(table)} candidates on {int(keep.sum())} images")
+    centroid = _centroid_row(x[rows], y[rows], fold, eval_mask[rows], k, n_classes) \
+        if min_label <= CENTROID_MAX_PER_LABEL and class_weights is None else None
+    if class_weights is not None:  # a head fitted to no loss cannot weigh the classes as asked
+        skipped.append("centroid (class weights were given: it has no loss to weigh)")
+    elif centroid is None:
+        skipped.append(f"centroid (every label has > {CENTROID_MAX_PER_LABEL} images: a fitted head is as good there)")
+    if centroid is not None and centroid[0]["cv_accuracy"] >= best["cv_accuracy"] - CENTROID_MARGIN:
+        row, probs = centroid
+        table.insert(0, row)
+        chosen = HeadChoice(kind="centroid", c=0.0, steps=0)
+        held = probs[scored], y[rows][scored]
+        reason = (f"nearest class mean: mean {k}-fold accuracy {row['cv_accuracy']:.4f} within {CENTROID_MARGIN} "
+                  f"of the best fitted head's {best['cv_accuracy']:.4f} ({best['kind']} C={best['c']:g}), with "
+                  f"{min_label} images in the smallest label (<= {CENTROID_MAX_PER_LABEL}: the class mean is "
+                  f"the steadier estimate); {len(table)} candidates on {int(keep.sum())} images")
+    else:
+        if centroid is not None:
+            table.append(centroid[0])
+        chosen = HeadChoice(kind=best["kind"], c=best["c"], steps=best["steps"], width=best["width"])
+        held = oof[(best["kind"], best["width"], best["c"], best["steps"])][scored], y[rows][scored]
+        reason = (f"best mean {k}-fold accuracy {best['cv_accuracy']:.4f} (log-loss {best['cv_log_loss']:.4f}) "
+                  f"of {len(table)} candidates on {int(keep.sum())} images")
     if skipped:
         reason += "; left out: " + ", ".join(skipped)
     sel = _refit(x, y, n_classes, chosen, k, reason, table, seed, class_weights, label_smoothing)
@@ -355,8 +391,23 @@ def select_head(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int, grou
     return sel
 
 
+def _centroid_row(x, y, fold, eval_mask, k, n_classes) -> tuple[dict, np.ndarray]:
+    """The centroid head's table row and out-of-fold probabilities."""
+    vals, probs = centroid_cv(x, y, fold, eval_mask, k, n_classes)
+    accs, nlls = np.array([v[0] for v in vals]), np.array([v[1] for v in vals])
+    return ({"kind": "centroid", "width": 0, "c": 0.0, "steps": 0, "cv_accuracy": round(float(accs.mean()), 4),
+             "cv_accuracy_std": round(float(accs.std()), 4), "cv_log_loss": round(float(nlls.mean()), 4)}, probs)
+
+
 def _refit(x, y, n_classes, chosen: HeadChoice, k: int, reason: str, table: list[dict], seed: int,
            class_weights, label_smoothing) -> Selection:
+    if chosen.kind == "centroid":
+        mean, w, b = fit_centroids(x, y, n_classes)
+        probs = centroid_probs([mean, w, b], x)
+        loss = float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
+        log.info("head selection: %s (%s)", chosen.label(), reason)
+        return Selection(chosen=chosen, folds=k, reason=reason, table=table, mean=mean, scale=None,
+                         weights=[w, b], history=[loss])
     mean, scale = _standardise(x)
     xs = (x - mean) / scale
     checkpoints = tuple(s for s in STEP_CHECKPOINTS if s < chosen.steps) + (chosen.steps,)
@@ -383,8 +434,11 @@ def keras_head(selection: Selection, n_classes: int) -> list:
     """
     import keras
 
-    weights = selection.folded()
     pool = keras.layers.GlobalAveragePooling2D(name="head_pool")
+    if selection.chosen.kind == "centroid":
+        assert selection.mean is not None, "a fitted centroid head has its mean"
+        return [pool, *centroid_layers([selection.mean, *selection.weights], n_classes)]
+    weights = selection.folded()
     layers = [pool]
     if selection.chosen.kind == "mlp":
         dense = keras.layers.Dense(selection.chosen.width, activation="relu", name="head_dense")

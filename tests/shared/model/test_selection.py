@@ -164,3 +164,43 @@ def test_threads_only_for_many_rows_and_idle_cores():
     assert threads_for(1000, cpus=2, idle=0.2) == 1
     assert threads_for(1000, cpus=1, idle=4.0) == 1  # the quota, not the host
     assert threads_for(1000, cpus=4, idle=None) == 1  # unknown: one
+
+
+def test_few_images_a_label_choose_the_nearest_class_mean_and_it_reloads_as_keras(tmp_path):
+    import keras
+
+    from headstart.shared.model.centroid import centroid_probs
+    from headstart.shared.model.selection import CENTROID_MAX_PER_LABEL
+
+    x, y = _blobs(6, d=32, spread=2.0)
+    sel = select_head(x, y, 3, seed=1)
+    assert sel.chosen.kind == "centroid" and sel.chosen.label() == "centroid (nearest class mean)"
+    assert "nearest class mean" in sel.reason and f"<= {CENTROID_MAX_PER_LABEL}" in sel.reason
+    assert sel.doc()["candidates"][0]["kind"] == "centroid"
+    assert sel.held_out is not None and sel.held_out[0].shape == (len(y), 3)
+    np.testing.assert_allclose(sel.held_out[0].sum(1), 1, rtol=1e-5)
+    inp = keras.Input((2, 2, x.shape[1]))
+    out = inp
+    for layer in keras_head(sel, 3):
+        out = layer(out)
+    model = keras.Model(inp, out)
+    xt = _blobs(4, d=32, spread=2.0, seed=9)[0]
+    maps = np.repeat(np.repeat(xt[:, None, None, :], 2, 1), 2, 2)  # constant maps: GAP gives xt back
+    want = centroid_probs([sel.mean, *sel.weights], xt)
+    np.testing.assert_allclose(np.asarray(model(maps)), want, atol=1e-5)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    np.testing.assert_allclose(np.asarray(keras.models.load_model(path)(maps)), want, atol=1e-5)
+
+
+def test_the_centroid_is_left_out_with_many_images_or_class_weights_and_loses_past_the_margin(monkeypatch):
+    from headstart.shared.model import selection
+
+    x, y = _blobs(12)
+    assert "centroid (every label has > 10 images" in select_head(x, y, 3, seed=0).reason
+    x, y = _blobs(6)
+    weighted = select_head(x, y, 3, seed=0, class_weights=[2.0, 1.0, 1.0])
+    assert weighted.chosen.kind == "linear" and "class weights were given" in weighted.reason
+    monkeypatch.setattr(selection, "CENTROID_MARGIN", -1.0)  # it would have to win by a whole point
+    raced = select_head(x, y, 3, seed=0)
+    assert raced.chosen.kind == "linear" and any(r["kind"] == "centroid" for r in raced.doc()["candidates"])
