@@ -48,8 +48,8 @@ MLP_MIN_PER_LABEL = 50
 # smallest label has at most this many images in the cross-validation, and is chosen unless
 # another candidate's mean fold accuracy beats it by more than CENTROID_MARGIN: there the
 # fold scores are coarse and the prototype is the steadier estimate (flowers5 and its 2- and
-# 3-label subsets, 10 seeds: +1.5 points on average at k = 5 and 10, never below the linear
-# head; an even CV race gained only +0.6 and lost 1 point at k = 20 on rose+tulip).
+# 3-label subsets, 10 seeds: +2.2 points on average at k = 5 and 10, never below the linear
+# head; an even CV race gained +1.0 over all k and lost 1 point at k = 20 on rose+tulip).
 CENTROID_MAX_PER_LABEL = 10
 CENTROID_MARGIN = 0.05
 # Cross-validation looks at most this many images (a seeded stratified sample; the refit uses
