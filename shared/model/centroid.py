@@ -49,6 +49,13 @@ def centroid_probs(params: list[np.ndarray], x: np.ndarray) -> np.ndarray:
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def fold_score(probs: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(accuracy, mean log-loss) of probabilities ``(n, classes)`` against labels ``y``."""
+    acc = float((probs.argmax(-1) == y).mean())
+    nll = float(-np.log(np.clip(probs[np.arange(len(probs)), y], 1e-12, None)).mean())
+    return acc, nll
+
+
 def centroid_cv(x: np.ndarray, y: np.ndarray, fold: np.ndarray, eval_mask: np.ndarray, k: int,
                 n_classes: int) -> tuple[list[tuple[float, float]], np.ndarray]:
     """Per fold (accuracy, log-loss) on the held-out fold's ``eval_mask`` rows, and the
@@ -59,9 +66,7 @@ def centroid_cv(x: np.ndarray, y: np.ndarray, fold: np.ndarray, eval_mask: np.nd
         va = (fold == f) & eval_mask
         probs = centroid_probs(fit_centroids(x[fold != f], y[fold != f], n_classes), x[va])
         oof[va] = probs
-        acc = float((probs.argmax(1) == y[va]).mean())
-        nll = float(-np.log(np.clip(probs[np.arange(len(probs)), y[va]], 1e-12, None)).mean())
-        scores.append((acc, nll))
+        scores.append(fold_score(probs, y[va]))
     return scores, oof
 
 

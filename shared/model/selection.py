@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from headstart.shared.model.centroid import centroid_cv, centroid_probs, fit_centroids
+from headstart.shared.model.centroid import centroid_cv, centroid_probs, fit_centroids, fold_score
 from headstart.shared.model.centroid import keras_layers as centroid_layers
 
 log = logging.getLogger(__name__)
@@ -309,9 +309,7 @@ def _cross_validate(x, y, fold, eval_mask, k, families, n_classes, seed, rw, smo
                 for i, c in enumerate(cs):
                     pr = probs[f * len(cs) + i, va]
                     oof.setdefault((kind, width, c, step), np.zeros((len(y), n_classes), np.float32))[va] = pr
-                    acc = float((pr.argmax(-1) == y[va]).mean())
-                    nll = float(-np.log(np.clip(pr[np.arange(len(pr)), y[va]], 1e-12, None)).mean())
-                    scores.setdefault((kind, width, c, step), []).append((acc, nll))
+                    scores.setdefault((kind, width, c, step), []).append(fold_score(pr, y[va]))
     return scores, oof
 
 
@@ -347,11 +345,7 @@ def select_head(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int, grou
     families, skipped = _families(int(rows.sum()), x.shape[1], k, min_label)
     scores, oof = _cross_validate(x[rows], y[rows], fold, eval_mask[rows], k, families, n_classes, seed,
                              _row_weights(y[rows], class_weights), label_smoothing)
-    table = []
-    for (kind, width, c, step), vals in scores.items():
-        accs, nlls = np.array([v[0] for v in vals]), np.array([v[1] for v in vals])
-        table.append({"kind": kind, "width": width, "c": c, "steps": step, "cv_accuracy": round(float(accs.mean()), 4),
-                      "cv_accuracy_std": round(float(accs.std()), 4), "cv_log_loss": round(float(nlls.mean()), 4)})
+    table = [_row(kind, width, c, step, vals) for (kind, width, c, step), vals in scores.items()]
     # Best mean accuracy; ties -> the simpler head (linear, fewer units), then the stronger L2
     # (smaller C), then fewer steps. Breaking ties by log-loss instead favours weak L2 (a
     # confident fit has the lower loss) and cost 0.3-0.8 points at k = 5..10 on 2- and
@@ -391,20 +385,24 @@ def select_head(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int, grou
     return sel
 
 
+def _row(kind: str, width: int, c: float, steps: int, vals: list[tuple[float, float]]) -> dict:
+    """A candidate's table row from its per-fold (accuracy, log-loss)."""
+    accs, nlls = np.array([v[0] for v in vals]), np.array([v[1] for v in vals])
+    return {"kind": kind, "width": width, "c": c, "steps": steps, "cv_accuracy": round(float(accs.mean()), 4),
+            "cv_accuracy_std": round(float(accs.std()), 4), "cv_log_loss": round(float(nlls.mean()), 4)}
+
+
 def _centroid_row(x, y, fold, eval_mask, k, n_classes) -> tuple[dict, np.ndarray]:
     """The centroid head's table row and out-of-fold probabilities."""
     vals, probs = centroid_cv(x, y, fold, eval_mask, k, n_classes)
-    accs, nlls = np.array([v[0] for v in vals]), np.array([v[1] for v in vals])
-    return ({"kind": "centroid", "width": 0, "c": 0.0, "steps": 0, "cv_accuracy": round(float(accs.mean()), 4),
-             "cv_accuracy_std": round(float(accs.std()), 4), "cv_log_loss": round(float(nlls.mean()), 4)}, probs)
+    return _row("centroid", 0, 0.0, 0, vals), probs
 
 
 def _refit(x, y, n_classes, chosen: HeadChoice, k: int, reason: str, table: list[dict], seed: int,
            class_weights, label_smoothing) -> Selection:
     if chosen.kind == "centroid":
         mean, w, b = fit_centroids(x, y, n_classes)
-        probs = centroid_probs([mean, w, b], x)
-        loss = float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
+        loss = fold_score(centroid_probs([mean, w, b], x), y)[1]
         log.info("head selection: %s (%s)", chosen.label(), reason)
         return Selection(chosen=chosen, folds=k, reason=reason, table=table, mean=mean, scale=None,
                          weights=[w, b], history=[loss])
