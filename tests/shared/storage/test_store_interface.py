@@ -35,7 +35,8 @@ def test_open_streams_an_object(store) -> None:
         rest = fh.read()
     assert head + rest == data
     with store.open("big.bin") as fh:  # text on top of the stream, as the URL-list readers do
-        assert io.TextIOWrapper(fh, encoding="latin-1").read(5) == data[:5].decode("latin-1")
+        # newline="": random bytes hold \r, which universal-newline mode would turn into \n
+        assert io.TextIOWrapper(fh, encoding="latin-1", newline="").read(5) == data[:5].decode("latin-1")
     with pytest.raises(FileNotFoundError), store.open("absent.bin"):
         pass
 
