@@ -92,7 +92,7 @@ def floor(dataset: str) -> dict:
     from headstart.shared.data.loading import load_split
     from headstart.shared.model.backbones import build_backbone, get_info
     from headstart.shared.model.classifier import assemble
-    from headstart.shared.model.features import EXTRACT_BATCH
+    from headstart.shared.model.features import extract_batch
     from headstart.shared.model.predict import predict_arrays
     from headstart.shared.storage.store import open_store
 
@@ -105,10 +105,11 @@ def floor(dataset: str) -> dict:
     decode_s = time.monotonic() - t0
     clf = assemble(build_backbone(BACKBONE, SIZE, _weights()), get_info(BACKBONE), SIZE, len(index.labels))
     first = next(iter(splits.values())).images
-    predict_arrays(clf.extractor, first[:EXTRACT_BATCH], EXTRACT_BATCH)  # trace once, not timed
+    batch = extract_batch(clf.extractor)  # the train job's batch of the frozen pass
+    predict_arrays(clf.extractor, first[:batch], batch)  # trace once, not timed
     t0 = time.monotonic()
     for split in splits.values():
-        predict_arrays(clf.extractor, split.images, EXTRACT_BATCH, "forward")
+        predict_arrays(clf.extractor, split.images, batch, "forward")
     forward_s = time.monotonic() - t0
     return {"decode_s": decode_s, "forward_s": forward_s, "n": sum(len(s) for s in splits.values()),
             "splits": {k: len(v) for k, v in splits.items()}, "labels": index.labels}

@@ -103,11 +103,11 @@ def split_features(spec: Any, index: DatasetIndex, clf: Any, source: Prefetch, s
     """(split name, split metadata, float16 maps ``(n, views, h, w, c)``) per split, in
     ``index`` order, streaming ``source``'s decoded images through ``clf``'s base once.
     Train gets ``1 + augment_views`` views, as the default recipe caches them."""
-    from headstart.shared.model.features import EXTRACT_BATCH, augmenter, extract_batches
+    from headstart.shared.model.features import augmenter, extract_batch, extract_batches
 
     waits = waits or _Waits()
     store = open_store(spec.dataset)
-    batch = max(spec.batch_size or 0, EXTRACT_BATCH)
+    batch = extract_batch(clf.extractor, spec.batch_size or 0)
     for name, items in index.splits.items():
         stream = stream_split(store, name, items, index.labels, size, batch, spec.min_side,
                               spec.max_pixels, source=source)

@@ -7,7 +7,8 @@ import pytest
 
 from headstart.shared.data import scratch
 from headstart.shared.model.backbones import build_backbone, get_info
-from headstart.shared.model.features import ArrayBatches, augmenter, extract_features
+from headstart.shared.model import features
+from headstart.shared.model.features import ArrayBatches, augmenter, extract_batch, extract_features, largest_activation
 from headstart.shared.model.classifier import assemble
 
 SIZE = 32
@@ -28,6 +29,35 @@ def images(n: int, seed: int = 0) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- extract_features
+
+
+def test_the_cpu_batch_fits_the_largest_activation_in_the_budget(monkeypatch) -> None:
+    import keras
+
+    inner = keras.Sequential([keras.Input((20, 20, 3)), keras.layers.Conv2D(50, 3, padding="same")])
+    outer = keras.Sequential([keras.Input((20, 20, 3)), inner, keras.layers.MaxPooling2D(2),
+                              keras.layers.Conv2D(8, 1)])
+    assert largest_activation(outer) == 20 * 20 * 50  # found inside the nested model
+    monkeypatch.setattr(features, "on_gpu", lambda: False)
+    per_image = 4 * 20 * 20 * 50
+    monkeypatch.setattr(features, "CPU_BATCH_BYTES", 10 * per_image + per_image // 2)
+    assert extract_batch(outer, 256) == 10  # the CPU batch is the cache's, not the head's
+    monkeypatch.setattr(features, "CPU_BATCH_BYTES", per_image)
+    assert extract_batch(outer) == features.CPU_MIN_BATCH
+    monkeypatch.setattr(features, "CPU_BATCH_BYTES", 10**6 * per_image)
+    assert extract_batch(outer) == features.EXTRACT_BATCH
+    monkeypatch.setattr(features, "on_gpu", lambda: True)
+    assert extract_batch(outer, 8) == features.EXTRACT_BATCH and extract_batch(outer, 256) == 256
+
+
+def test_features_do_not_depend_on_how_the_stream_is_cut(classifier) -> None:
+    from headstart.shared.model.features import extract_batches
+
+    data = images(23)
+    whole = extract_features(classifier.extractor, data, batch_size=4, desc="feat")
+    step = extract_batch(classifier.extractor, 4)
+    cuts = (data[i:i + step].astype(np.float32) for i in range(0, len(data), step))
+    assert np.array_equal(extract_batches(classifier.extractor, cuts, len(data), 4, "feat"), whole)
 
 
 def test_extract_features_shape_dtype_and_plain_view(classifier):
