@@ -1,12 +1,13 @@
-"""Keep the ``headstart`` command's Keras import from loading scikit-learn.
+"""Keep the ``headstart`` command's Keras import from loading scikit-learn and pandas.
 
 Keras 3 imports scikit-learn at start-up when it is installed, for its ``keras.wrappers``
-estimators (``SKLearnClassifier``), which no Headstart job uses: 0.5-1.9 s of a 3-10 s
-import on these 2 cores (``python -X importtime -c "import keras"``), paid by every job that
-loads a model. The console script (:func:`headstart.shared.runtime.cli.console`) installs a
-one-shot import hook: while ``keras`` itself is being executed, ``sklearn`` reads as not
-installed, so Keras takes its own fallback (its wrappers say "scikit-learn is not installed"
-if called); right after, ``sklearn`` imports normally (the audit's cleanlab needs it).
+estimators (``SKLearnClassifier``), and pandas, to accept DataFrames in ``fit``; no Headstart
+job uses either: 0.5-1.9 s and 0.37 s of a 3-10 s import on these 2 cores (``python -X
+importtime -c "import keras"``), paid by every job that loads a model. The console script
+(:func:`headstart.shared.runtime.cli.console`) installs a one-shot import hook: while
+``keras`` itself is being executed, both read as not installed, so Keras takes its own
+fallbacks (its wrappers say "scikit-learn is not installed" if called; a DataFrame is not an
+array to it); right after, both import normally (the audit's cleanlab needs them).
 Only the command does this: code importing :mod:`headstart` as a library keeps Keras whole.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 from types import ModuleType
 from typing import Any, Sequence
 
-BLOCKED = "sklearn"
+BLOCKED = ("sklearn", "pandas")
 
 
 class _KerasWithoutSklearn(importlib.abc.MetaPathFinder):
@@ -29,7 +30,7 @@ class _KerasWithoutSklearn(importlib.abc.MetaPathFinder):
         if fullname != "keras":
             return None
         remove()  # one shot, and find_spec below must not come back here
-        if BLOCKED in sys.modules:  # already imported: nothing to save
+        if all(name in sys.modules for name in BLOCKED):  # already imported: nothing to save
             return None
         spec = importlib.util.find_spec("keras")
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
@@ -46,12 +47,15 @@ class _Blocking(importlib.abc.Loader):
         return self.inner.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
-        sys.modules[BLOCKED] = None  # type: ignore[assignment]  # None in sys.modules: ImportError
+        blocked = [name for name in BLOCKED if name not in sys.modules]
+        for name in blocked:
+            sys.modules[name] = None  # type: ignore[assignment]  # None in sys.modules: ImportError
         try:
             self.inner.exec_module(module)
         finally:
-            if BLOCKED in sys.modules and sys.modules[BLOCKED] is None:
-                del sys.modules[BLOCKED]
+            for name in blocked:
+                if name in sys.modules and sys.modules[name] is None:
+                    del sys.modules[name]
 
     def __getattr__(self, name: str) -> Any:  # get_resource_reader, is_package, ...
         return getattr(self.inner, name)

@@ -1,4 +1,4 @@
-"""The command's Keras import skips scikit-learn, which still imports normally afterwards."""
+"""The command's Keras import skips scikit-learn and pandas, which still import normally afterwards."""
 from __future__ import annotations
 
 import subprocess
@@ -8,18 +8,22 @@ import textwrap
 from headstart.shared.runtime import quickstart
 
 
-def test_keras_loads_without_sklearn_and_sklearn_still_imports_after():
+def test_keras_loads_without_sklearn_or_pandas_and_both_still_import_after():
     script = textwrap.dedent("""
         import sys
         from headstart.shared.runtime import quickstart
         quickstart.install()
         import keras
         assert "sklearn" not in sys.modules, "keras loaded scikit-learn"
+        assert "pandas" not in sys.modules, "keras loaded pandas"
         assert not any(type(f).__name__ == "_KerasWithoutSklearn" for f in sys.meta_path), "hook left in place"
         layer = keras.layers.Dense(3)
         assert tuple(layer(keras.ops.ones((2, 4))).shape) == (2, 3)  # keras works
         import sklearn.linear_model  # the audit's cleanlab needs it: a normal import
         assert sys.modules["sklearn"] is not None
+        import pandas
+        assert len(pandas.DataFrame({"a": [1, 2]})) == 2
+        import cleanlab.filter  # the audit's imports, after the hook
         print("ok")
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
