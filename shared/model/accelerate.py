@@ -26,6 +26,11 @@ def wanted(choice: str) -> bool:
         raise UserError(f"`accelerate` must be one of {list(CHOICES)}. Received: accelerate={choice!r}")
     if choice != "auto":
         return choice == "on"
+    return on_gpu()
+
+
+def on_gpu() -> bool:
+    """Whether TensorFlow sees a GPU."""
     import tensorflow as tf
 
     return bool(tf.config.list_logical_devices("GPU"))

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from headstart.shared.data.scratch import allocate
+from headstart.shared.model.accelerate import on_gpu
 from headstart.shared.runtime.logs import Progress
 from headstart.shared.runtime.stop import STOP
 
@@ -52,13 +53,6 @@ def largest_activation(model: keras.Model) -> int:
         for out in outputs:
             largest = max(largest, int(np.prod([d or 1 for d in out.shape[1:]])))
     return largest
-
-
-def on_gpu() -> bool:
-    """Whether TensorFlow sees a GPU."""
-    import tensorflow as tf
-
-    return bool(tf.config.list_logical_devices("GPU"))
 
 
 def extract_batch(extractor: keras.Model, batch_size: int = 0) -> int:
