@@ -163,6 +163,8 @@ def run_headstart(urls: Path, out: Path, port: int, args: argparse.Namespace) ->
            "--jpeg-quality", str(args.quality)]
     if args.decode_workers is not None:
         cmd += ["--decode-workers", str(args.decode_workers)]
+    if args.processes is not None:
+        cmd += ["--processes", str(args.processes)]
     result = measure(cmd, env={**os.environ, "HEADSTART_LOG_LEVEL": "WARNING"})
     manifest = out / "manifest.json"
     result["images"] = json.loads(manifest.read_text())["images"] if manifest.exists() else 0
@@ -271,6 +273,8 @@ def main() -> None:
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality, both tools")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--decode-workers", type=int, default=None)
+    parser.add_argument("--processes", type=int, default=None,
+                        help="headstart's --processes (default: its own choice)")
     parser.add_argument("--no-img2dataset", action="store_true")
     args = parser.parse_args()
     sizes = [int(v) for v in (args.sizes or ("100" if args.quick else "8000")).split(",")]
@@ -292,7 +296,7 @@ def main() -> None:
     ratios = [s["headstart_vs_img2dataset"] for s in sets]
     print(json.dumps({
         "bench": "scrape_speed", "quick": args.quick, "cpus": usable_cpus(), "resize": args.resize,
-        "jpeg_quality": args.quality, "concurrency": args.concurrency,
+        "jpeg_quality": args.quality, "concurrency": args.concurrency, "processes": args.processes,
         "img2dataset_version": version, "img2dataset_error": error, "sets": sets,
         "headstart_vs_img2dataset": min(ratios) if all(r is not None for r in ratios) else None,
         "targets": {"headstart_vs_img2dataset": f">= {TARGET} on every set"},

@@ -35,9 +35,14 @@ class ScrapeSpec(SplitSettings, ShardSpec):
                       json_schema_extra={"positional": True})
     out: str = Field(description="dataset folder or URI to write train/valid/test/<label>/ into")
     concurrency: int = Field(64, ge=1, le=1024, description="downloads in flight")
+    processes: int | None = Field(None, ge=1, le=256, description="processes fetching this "
+                                  "shard's URLs, each with its share of --concurrency and of the "
+                                  "decode budget (default: one per usable CPU for 1,000 URLs or "
+                                  "more, else 1)")
     decode_workers: int | None = Field(None, ge=0, le=256, description="processes decoding and "
-                                       "resizing (default: CPUs - 1, or 0 on <= 2 CPUs; 0 = in the "
-                                       "download threads)")
+                                       "resizing beside one fetching process (default: CPUs - 1, "
+                                       "or 0 on <= 2 CPUs; 0 = in the download threads; with "
+                                       "several --processes, 0 unless given)")
     timeout: float = Field(10.0, gt=0, le=600, description="seconds per request attempt, body included")
     retries: int = Field(2, ge=0, le=10, description="retries of transient failures (timeouts, "
                          "resets, 429, 5xx)")

@@ -33,6 +33,12 @@ class StopFlag:
         if not self.cooperative or already:
             raise Interrupted(f"received {self.signal_name}")
 
+    def note(self, signum: int, _frame: Any = None) -> None:
+        """A signal handler that records the request and never raises: for a worker process
+        whose parent decides how hard to stop (it forwards one SIGTERM, then waits)."""
+        self.signal_name = signal.Signals(signum).name
+        self._event.set()
+
     @property
     def requested(self) -> bool:
         return self._event.is_set()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from headstart.jobs.scrape import workflow
+from headstart.jobs.scrape import workers
 from headstart.jobs.scrape.budget import BudgetCancelled, PixelBudget, declared_pixels
 from headstart.jobs.scrape.workflow import scrape
 from tests.helpers import report, spec, write_list
@@ -68,7 +68,7 @@ def test_concurrent_large_pngs_decode_within_the_budget(tmp_path, monkeypatch):
             super().__init__(pixels)
             made.append(self)
 
-    monkeypatch.setattr(workflow, "PixelBudget", Recording)
+    monkeypatch.setattr(workers, "PixelBudget", Recording)
     with HostileServer() as server:
         rows = []
         for i in range(8):
