@@ -133,27 +133,23 @@ def _check_key(key: str) -> str:
     return key
 
 
-def _umask() -> int:
-    """The process umask (Linux: read, not set, so threads never see a changed one)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
 def _temp_sibling(path: Path) -> tuple[int, str]:
-    """A temporary file next to ``path`` with the mode a plain ``open(path, "w")`` would give:
-    ``mkstemp`` creates 0600, so a host user could not read what a container wrote."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_umask())
-    return fd, tmp
+    """A new temporary file next to ``path`` with the mode a plain ``open(path, "w")`` would
+    give: created 0666 so the kernel applies the process umask (``mkstemp`` makes 0600, and
+    a host user could not read what a container wrote; reading the umask per write cost a
+    /proc read). The folder is created only when missing (a scrape writes one per image)."""
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp")
+        try:
+            return os.open(tmp, _TEMP_FLAGS, 0o666), tmp
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            continue  # 48 random bits taken: draw again
+    raise FileExistsError(f"no free temporary name next to {path}")
 
 
 def _atomic_write_local(path: Path, data: bytes, durable: bool = True) -> None:
