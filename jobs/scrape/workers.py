@@ -98,7 +98,11 @@ class _Counts:
 
 
 def _child(spec: ScrapeSpec, shard: tuple[int, int], bits: bytearray, share: tuple[int, int],
-           allow: AllowList, counts: Any, results: Any, level: int) -> None:
+           allow: AllowList, counts: Any, results: Any, level: int, env: dict[str, str]) -> None:
+    # The forkserver's environment is the parent's when the forkserver started: take the
+    # parent's as of now (a store endpoint or credentials set since).
+    os.environ.clear()
+    os.environ.update(env)
     # The parent decides how to stop: Ctrl-C reaches the whole process group, so children
     # ignore SIGINT and take the parent's one forwarded SIGTERM as a request, never raising.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -126,7 +130,7 @@ def run_processes(spec: ScrapeSpec, shard: tuple[int, int], bits: bytearray, pro
     results = mp.SimpleQueue()
     level = logging.getLogger().getEffectiveLevel()
     children = [mp.Process(target=_child, name=f"scrape-{i}", args=(
-        spec, shard, bits, (i, processes), allow, counts, results, level)) for i in range(processes)]
+        spec, shard, bits, (i, processes), allow, counts, results, level, dict(os.environ))) for i in range(processes)]
     STOP.cooperative = True  # a first signal asks the children to finish; a second kills them
     errors: dict[int, str] = {}
     forwarded = False

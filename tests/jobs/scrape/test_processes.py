@@ -51,6 +51,23 @@ def test_several_processes_give_the_dataset_one_process_gives(image_server, tmp_
     assert (three / PARTS / "_DONE.json").exists()
 
 
+def test_children_write_to_s3_through_the_parents_endpoint(image_server, tmp_path, moto_server) -> None:
+    """The store endpoint is set after the forkserver may have started: children still use it."""
+    urls = write_list(tmp_path / "u.csv", _rows(image_server, 12))
+    manifest = scrape(spec(image_server, urls, f"{moto_server.uri}/ds", processes=2, seed=3))
+    local = tmp_path / "local"
+    scrape(spec(image_server, urls, local, seed=3, processes=1))
+    assert manifest is not None and manifest["images"] == len(dataset(local)) == 13
+    s3 = moto_server.client()
+    listed = s3.list_objects_v2(Bucket=moto_server.bucket, Prefix="prefix/ds/_scrape/shards/")
+    writers = {o["Key"].rsplit("/", 1)[1].split("-")[2] for o in listed.get("Contents", [])
+               if o["Key"].rsplit("/", 1)[1].startswith("part-")}
+    assert len(writers) == 2
+    for key in dataset(local):
+        got = s3.get_object(Bucket=moto_server.bucket, Key=f"prefix/ds/{key}")["Body"].read()
+        assert got == dataset(local)[key]
+
+
 def test_the_default_count_follows_the_list_length_cpus_and_concurrency(monkeypatch) -> None:
     monkeypatch.setattr(workers, "usable_cpus", lambda: 8)
     assert processes_for(None, workers.PARALLEL_MIN_URLS - 1, 64) == 1  # start-up not worth it
