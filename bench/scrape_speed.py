@@ -8,7 +8,9 @@ same URL list is fetched by, one after the other in the same run:
   server gives; each tool's share of it is printed;
 * ``headstart``: ``python -m headstart.shared scrape`` with every check on (SSRF guard with the
   loopback allow-list, request deadline, pixel budget, sniffing, bomb guard, JPEG structure
-  check, full decode, dedupe, resumable records, split, manifest);
+  check, full decode, dedupe, resumable records, split, manifest), with its default
+  ``--processes`` (one fetching process per usable CPU at N >= 1,000; ``--processes`` here
+  overrides it);
 * ``img2dataset``: the PyPI package in its own venv (``.i2d``, or ``$HEADSTART_I2D_VENV``;
   installed on first use, never a project dependency); null with a reason when it cannot be.
 
