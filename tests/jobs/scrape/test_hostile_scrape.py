@@ -22,14 +22,16 @@ def hostile():
         yield server
 
 
-def test_sigterm_during_slow_downloads_returns_promptly(hostile, tmp_path: Path) -> None:
-    """Trickling servers and a long --timeout must not hold a stop request for minutes."""
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_sigterm_during_slow_downloads_returns_promptly(hostile, tmp_path: Path, processes: str) -> None:
+    """Trickling servers and a long --timeout must not hold a stop request for minutes (nor
+    when the parent forwards it to fetching processes)."""
     rows = [(hostile.url(f"/trickle-headers?interval=0.5&n={i}"), "a") for i in range(4)]
     urls = write_list(tmp_path / "u.csv", rows)
     out = tmp_path / "o"
     cmd = [sys.executable, "-m", "headstart.shared", "scrape", urls, "--out", str(out), "--allow-loopback",
            hostile.allow, "--concurrency", "4", "--decode-workers", "0", "--timeout", "120",
-           "--retries", "5"]
+           "--retries", "5", "--processes", processes]
     hostile.hits.clear()
     proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
