@@ -16,7 +16,9 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 import traceback
+from contextlib import contextmanager
 from typing import Any, Iterator
 
 from headstart.jobs.scrape import records
@@ -135,8 +137,9 @@ def run_processes(spec: ScrapeSpec, shard: tuple[int, int], bits: bytearray, pro
     errors: dict[int, str] = {}
     forwarded = False
     try:
-        for child in children:
-            child.start()
+        with _main_hidden():
+            for child in children:
+                child.start()
         log.info("scrape %d/%d: %d processes (pids %s)", *shard, processes,
                  ", ".join(str(c.pid) for c in children))
         while any(c.is_alive() for c in children):
@@ -155,7 +158,8 @@ def run_processes(spec: ScrapeSpec, shard: tuple[int, int], bits: bytearray, pro
         raise
     finally:
         for child in children:
-            child.join()
+            if child.pid is not None:  # a failed start leaves the later ones unstarted
+                child.join()
     _collect(results, errors)
     _sync(progress, counts)
     for i, child in enumerate(children):
@@ -167,6 +171,26 @@ def run_processes(spec: ScrapeSpec, shard: tuple[int, int], bits: bytearray, pro
         i, why = min(errors.items())
         raise WorkerFailed(f"scrape process {i} of {processes} failed: {why} (the records written "
                            "so far are kept: rerun the same command to resume)")
+
+
+@contextmanager
+def _main_hidden() -> Iterator[None]:
+    """Start children without re-running the caller's ``__main__`` in them: multiprocessing
+    imports it in every child (to find pickled functions), so a script calling ``scrape()``
+    without an ``if __name__ == "__main__":`` guard would run again in each. The children
+    need only this module."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved: dict[str, Any] = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
 
 
 def _collect(results: Any, errors: dict[int, str]) -> None:

@@ -43,7 +43,10 @@ def test_several_processes_give_the_dataset_one_process_gives(image_server, tmp_
     urls = write_list(tmp_path / "u.csv", _rows(image_server, 30))
     one, three = tmp_path / "one", tmp_path / "three"
     scrape(spec(image_server, urls, one, seed=3, processes=1))
+    main = sys.modules["__main__"]
+    before = (main.__dict__.get("__file__"), main.__dict__.get("__spec__"))
     manifest = scrape(spec(image_server, urls, three, seed=3, processes=3))
+    assert (main.__dict__.get("__file__"), main.__dict__.get("__spec__")) == before  # restored
     assert dataset(three) == dataset(one) and len(dataset(one)) == 31  # 30 + one of the two /same
     assert _comparable(three) == _comparable(one)
     assert manifest is not None and manifest["images"] == 31
@@ -66,6 +69,30 @@ def test_children_write_to_s3_through_the_parents_endpoint(image_server, tmp_pat
     for key in dataset(local):
         got = s3.get_object(Bucket=moto_server.bucket, Key=f"prefix/ds/{key}")["Body"].read()
         assert got == dataset(local)[key]
+
+
+UNGUARDED = """
+import sys
+from pathlib import Path
+with Path(sys.argv[1]).open("a") as fh:
+    fh.write("ran\\n")
+from headstart.jobs.scrape.spec import ScrapeSpec
+from headstart.jobs.scrape.workflow import scrape
+scrape(ScrapeSpec(urls=sys.argv[2], out=sys.argv[3], allow_loopback=[sys.argv[4]], processes=2,
+                  decode_workers=0, min_side=16, timeout=5))
+"""
+
+
+def test_a_script_without_a_main_guard_runs_once(image_server, tmp_path: Path) -> None:
+    """Children are started without re-running the caller's __main__ (multiprocessing would)."""
+    urls = write_list(tmp_path / "u.csv", _rows(image_server, 6))
+    script, marker, out = tmp_path / "user_script.py", tmp_path / "ran.txt", tmp_path / "o"
+    script.write_text(UNGUARDED)
+    proc = subprocess.run([sys.executable, str(script), str(marker), urls, str(out), image_server.allow],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert marker.read_text().splitlines() == ["ran"]
+    assert (out / "manifest.json").exists() and len(_writers(out)) == 2
 
 
 def test_the_default_count_follows_the_list_length_cpus_and_concurrency(monkeypatch) -> None:
