@@ -57,26 +57,24 @@ def _todo(spec: ScrapeSpec, shard: tuple[int, int], bits: bytearray,
             yield entry
 
 
-def _split(total: int | float, share: tuple[int, int]) -> int | float:
-    """This share of ``total`` (in-flight downloads, or the pixel budget)."""
+def _share(total: int, share: tuple[int, int]) -> int:
+    """This process's whole share of ``total`` in-flight downloads (at least one)."""
     part, parts = share
-    if isinstance(total, int):
-        return max(1, total // parts + (1 if part < total % parts else 0))
-    return total / parts
+    return max(1, total // parts + (1 if part < total % parts else 0))
 
 
 def fetch_share(spec: ScrapeSpec, store: Store, shard: tuple[int, int], bits: bytearray,
                 share: tuple[int, int], allow: AllowList, progress: Any) -> None:
     """Fetch this process's share of the shard's unrecorded URLs, writing records as they
     finish. ``allow`` is parsed (and its warning logged) once, by the parent."""
-    concurrency = int(_split(spec.concurrency, share))
+    concurrency = _share(spec.concurrency, share)
     ctx = Context(store, FetchConfig(
         timeout=spec.timeout, max_bytes=spec.max_bytes, max_redirects=spec.max_redirects,
         retries=spec.retries, backoff=spec.backoff, user_agent=spec.user_agent,
         allow=allow, cancelled=lambda: STOP.requested),
         PrepOptions.from_spec(spec),
         prepare=lambda data: None,  # replaced below once the pool exists
-        budget=PixelBudget(int(_split(spec.decode_budget_mpx, share) * 1e6)))
+        budget=PixelBudget(int(spec.decode_budget_mpx / share[1] * 1e6)))
     writer = records.RecordWriter(store, records.shard_dir(*shard), spec.checkpoint_every)
     # Several processes already use the cores: they decode in their download threads.
     pool = decode_pool(spec.decode_workers if share[1] == 1 else (spec.decode_workers or 0))
@@ -131,8 +129,9 @@ def run_processes(spec: ScrapeSpec, shard: tuple[int, int], bits: bytearray, pro
     counts = mp.Array("q", 2 * processes, lock=False)
     results = mp.SimpleQueue()
     level = logging.getLogger().getEffectiveLevel()
+    env = dict(os.environ)
     children = [mp.Process(target=_child, name=f"scrape-{i}", args=(
-        spec, shard, bits, (i, processes), allow, counts, results, level, dict(os.environ))) for i in range(processes)]
+        spec, shard, bits, (i, processes), allow, counts, results, level, env)) for i in range(processes)]
     STOP.cooperative = True  # a first signal asks the children to finish; a second kills them
     errors: dict[int, str] = {}
     forwarded = False

@@ -141,15 +141,12 @@ def _temp_sibling(path: Path) -> tuple[int, str]:
     give: created 0666 so the kernel applies the process umask (``mkstemp`` makes 0600, and
     a host user could not read what a container wrote; reading the umask per write cost a
     /proc read). The folder is created only when missing (a scrape writes one per image)."""
-    for _ in range(100):
-        tmp = str(path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp")
-        try:
-            return os.open(tmp, _TEMP_FLAGS, 0o666), tmp
-        except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
-            continue  # 48 random bits taken: draw again
-    raise FileExistsError(f"no free temporary name next to {path}")
+    tmp = str(path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp")  # O_EXCL: never reused
+    try:
+        return os.open(tmp, _TEMP_FLAGS, 0o666), tmp
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(tmp, _TEMP_FLAGS, 0o666), tmp
 
 
 def _atomic_write_local(path: Path, data: bytes, durable: bool = True) -> None:
