@@ -95,6 +95,15 @@ def test_a_script_without_a_main_guard_runs_once(image_server, tmp_path: Path) -
     assert (out / "manifest.json").exists() and len(_writers(out)) == 2
 
 
+def test_decode_workers_given_with_several_processes_decode_in_each(image_server, tmp_path) -> None:
+    """--decode-workers is 0 per process unless given; given, each process has its pool."""
+    urls = write_list(tmp_path / "u.csv", _rows(image_server, 12))
+    one, pooled = tmp_path / "one", tmp_path / "pooled"
+    scrape(spec(image_server, urls, one, seed=3, processes=1, resize=40))
+    scrape(spec(image_server, urls, pooled, seed=3, processes=2, decode_workers=1, resize=40))
+    assert dataset(pooled) == dataset(one) and len(_writers(pooled)) == 2
+
+
 def test_the_default_count_follows_the_list_length_cpus_and_concurrency(monkeypatch) -> None:
     monkeypatch.setattr(workers, "usable_cpus", lambda: 8)
     assert processes_for(None, workers.PARALLEL_MIN_URLS - 1, 64) == 1  # start-up not worth it
