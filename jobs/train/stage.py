@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -121,16 +122,31 @@ def split_features(spec: Any, index: DatasetIndex, clf: Any, source: Prefetch, s
 
 
 def streamed_pass(spec: Any, index: DatasetIndex, clf: Any, source: Prefetch, size: int,
-                  clock: Clock) -> tuple[dict[str, LoadedSplit], dict[str, np.ndarray]]:
-    """Every split through :func:`split_features`; times decode waits and the base apart."""
+                  clock: Clock) -> tuple[dict[str, LoadedSplit], dict[str, np.ndarray], Future | None]:
+    """Every split through :func:`split_features`; times decode waits and the base apart.
+
+    Once the splits the head is fitted on are cached, its choice starts on a thread of its
+    own while the base runs over the rest (the test split): the returned future, or None
+    when nothing was left to overlap (the recipe then chooses after the pass)."""
+    from headstart.shared.model.selection_step import FIT_SPLITS, start_choice
+    from headstart.shared.model.training import class_weight_list
+
     t0 = time.monotonic()
     waits = _Waits()
     splits: dict[str, LoadedSplit] = {}
     maps: dict[str, np.ndarray] = {}
+    fit_on = [name for name in index.splits if name in FIT_SPLITS]
+    choice: Future | None = None
     for name, split, feats in split_features(spec, index, clf, source, size, waits):
         splits[name] = split
         if len(feats):
             maps[name] = feats
+        if choice is None and len(splits) < len(index.splits) and all(n in splits for n in fit_on) \
+                and "train" in maps:
+            choice = start_choice({k: maps[k] for k in fit_on if k in maps},
+                                  {k: splits[k].labels for k in fit_on if k in maps}, len(index.labels),
+                                  seed=spec.seed, class_weights=class_weight_list(spec.class_weights, index.labels),
+                                  label_smoothing=spec.label_smoothing)
     wall = time.monotonic() - t0
     # Overlapped: the base's share is the wall minus the waits for decoded batches.
     clock.add("decode_s", waits.seconds)
@@ -138,4 +154,4 @@ def streamed_pass(spec: Any, index: DatasetIndex, clf: Any, source: Prefetch, si
     clock.at("first_image_s", source.first_at)
     log.info("decode + features: %d images in %.1fs (%.1fs waiting for decoded images)",
              sum(len(s) for s in splits.values()), wall, waits.seconds)
-    return splits, maps
+    return splits, maps, choice

@@ -158,13 +158,13 @@ def train(spec: TrainSpec) -> Summary:
             built = _build(spec, info, size, len(index.labels), clock)
         assert built is not None and index is not None, "built above, in one of the two branches"
         clf, strategy = built
-        maps = None
+        maps, choice = None, None
         if spec.features:  # the recipe's extractor becomes the identity over the cached features
             from headstart.jobs.train.fromfeatures import use_cached
 
             use_cached(clf, spec, splits)
         elif source is not None and streams(spec):
-            splits, maps = streamed_pass(spec, index, clf, source, size, clock)
+            splits, maps, choice = streamed_pass(spec, index, clf, source, size, clock)
         else:
             t0 = time.monotonic()
             splits = _load(spec, index, size, source)
@@ -182,10 +182,10 @@ def train(spec: TrainSpec) -> Summary:
         log.info("batch size %d for %d training images", spec.batch_size, len(splits["train"]))
     run = TrainRun(spec=spec, out=out, fingerprint=fp, index=index, splits=splits,
                    decode_s=clock.stages.get("decode_s", 0.0), started=clock.started, clock=clock)
-    return _fit_and_write(run, clf, strategy, maps)
+    return _fit_and_write(run, clf, strategy, maps, choice)
 
 
-def _fit_and_write(run: TrainRun, clf, strategy, maps) -> Summary:
+def _fit_and_write(run: TrainRun, clf, strategy, maps, choice=None) -> Summary:
     """Run the recipe (resuming from checkpoints) on the built classifier, write the outputs."""
     from headstart.shared.model import recipe
     from headstart.shared.model.checkpoints import CheckpointStore
@@ -199,7 +199,7 @@ def _fit_and_write(run: TrainRun, clf, strategy, maps) -> Summary:
                         "or choose another --out")
     cfg = recipe.RecipeConfig.from_spec(spec, class_weights=class_weight_list(spec.class_weights, index.labels))
     with strategy.scope():  # optimizer state lives with the replicas on several GPUs
-        result = recipe.fit(clf, run.splits, cfg, ckpt, maps)
+        result = recipe.fit(clf, run.splits, cfg, ckpt, maps, choice)
     from headstart.jobs.train.outputs import write_outputs
 
     summary = write_outputs(run, clf, result)

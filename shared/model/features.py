@@ -90,7 +90,7 @@ def extract_batches(extractor: keras.Model, batches: Iterable[np.ndarray], total
     out_shape = tuple(int(d) for d in extractor.output.shape[1:])
     feats = allocate((total, views, *out_shape), np.float16, cache_dir, "features", memmap=memmap)
     batch_size = extract_batch(extractor, batch_size)
-    predict = compiled_call(extractor, jit=jit)
+    predict = compiled_call(extractor, jit=jit, dtype="float16")
     progress = Progress(total * views, desc, "img", log)
     start = 0
     for batch in batches:
@@ -99,7 +99,7 @@ def extract_batches(extractor: keras.Model, batches: Iterable[np.ndarray], total
             x = batch if v == 0 or augment is None else np.asarray(augment(batch, training=True))
             if jit and len(x) < batch_size:  # one compiled shape: pad, then drop the padding
                 x = np.concatenate([x, np.zeros((batch_size - len(x), *x.shape[1:]), x.dtype)])
-            out = np.asarray(predict(x), dtype=np.float16)[:len(batch)]
+            out = np.asarray(predict(x))[:len(batch)]
             feats[start:start + len(batch), v] = out
             progress.update(len(batch))
         start += len(batch)
@@ -107,16 +107,18 @@ def extract_batches(extractor: keras.Model, batches: Iterable[np.ndarray], total
     return feats[:start]
 
 
-def compiled_call(model: keras.Model, jit: bool = False):
+def compiled_call(model: keras.Model, jit: bool = False, dtype: str = "float32"):
     """``model(x, training=False)`` as one graph for any batch size (traced once per model);
-    ``jit``: XLA-compiled (one compile per batch shape)."""
+    ``jit``: XLA-compiled (one compile per batch shape). ``dtype``: of the result, cast inside
+    the graph (float16: the same bits as casting the float32 result, half the copy out)."""
     import tensorflow as tf
 
-    attr = "_headstart_xla_call" if jit else "_headstart_call"
+    attr = f"_headstart_call_{dtype}" + ("_xla" if jit else "")
     fn = getattr(model, attr, None)
     if fn is None:
         spec = tf.TensorSpec((None, *model.input.shape[1:]), tf.float32)
-        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec], jit_compile=jit)
+        fn = tf.function(lambda x: tf.cast(model(x, training=False), dtype), input_signature=[spec],
+                         jit_compile=jit)
         setattr(model, attr, fn)  # cached: a new tf.function per call would retrace each time
     return lambda x: fn(tf.convert_to_tensor(x, dtype=tf.float32))
 

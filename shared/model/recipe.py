@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,10 +64,12 @@ class RecipeResult:
     phase_starts: dict[str, int] = field(default_factory=dict)
     phases: dict[str, PhaseResult] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
-    # Cached view-0 features per split, valid while the base is untouched (no fine-tuning).
+    # Cached view-0 features per split, valid while the base is untouched (no fine-tuning);
+    # the default recipe keeps them pooled, (n, channels).
     features: dict[str, np.ndarray] = field(default_factory=dict)
     selection: Any = None  # selection.Selection of the default recipe (what was chosen and why)
-    # The model that scores ``features`` (the head, or its pooled-statistics twin).
+    # The model that scores ``features`` (the head, its pooled-statistics twin, or the
+    # default recipe's head after its pooling layer).
     scorer: keras.Model | None = None
     # Out-of-sample (probabilities, labels) for calibration when valid was part of the fit
     # (the default recipe refits on train+valid, so valid probabilities are in-sample).
@@ -142,18 +145,20 @@ def unfreeze_top(backbone: keras.Model, n_layers: int) -> int:
 
 
 def fit(clf: Classifier, splits: dict[str, LoadedSplit], cfg: RecipeConfig,
-        ckpt: CheckpointStore, maps: dict[str, np.ndarray] | None = None) -> RecipeResult:
+        ckpt: CheckpointStore, maps: dict[str, np.ndarray] | None = None,
+        choice: Future | None = None) -> RecipeResult:
     """Run the head phase and, when asked, the fine-tuning phase; resumes from ``ckpt``.
 
     ``maps``: the default recipe's feature maps per split, when the caller computed them
-    (streamed splits hold no pixels; see ``headstart.jobs.train.stage``)."""
+    (streamed splits hold no pixels; see ``headstart.jobs.train.stage``); ``choice``: its
+    head choice already started on them (``selection_step.start_choice``)."""
     result = RecipeResult()
     resume: dict[str, Any] | None = ckpt.load_state()
     if cfg.recipe == "default":
         # Deterministic and seconds long: rerun on resume too, so the head matches the checkpoint.
         from headstart.shared.model.selection_step import selected_head
 
-        selected_head(clf, splits, cfg, result, maps)
+        selected_head(clf, splits, cfg, result, maps, choice)
     elif resume and resume.get("phase") == "fine_tune":
         log.info("head phase already complete: restoring its best weights")
         ckpt.restore_best("head", clf.head)

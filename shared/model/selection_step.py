@@ -3,75 +3,139 @@
 Train and valid images are pooled together for the k-fold choice and the refit (the
 early-stopping split of the reference recipe is not needed: the number of steps is chosen by
 cross-validation), so valid metrics of such a run are in-sample; the test split is untouched.
+
+The choice needs only the train and valid maps, so the train job starts it on a thread of its
+own (:func:`start_choice`) as soon as those are cached, while the base runs over the test
+split; :func:`selected_head` then waits for it. The result is the same either way: the
+choice's bits do not depend on its BLAS threads.
 """
 from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
 from headstart.shared.data.loading import LoadedSplit
 from headstart.shared.model.classifier import Classifier, with_head
 from headstart.shared.model.features import augmenter, extract_features
-from headstart.shared.model.selection import (THREADED_ROWS, cross_val_probs, keras_head, pooled, select_head,
-                                              threads_for)
+from headstart.shared.model.selection import (THREADED_ROWS, Selection, cross_val_probs, keras_head, pooled,
+                                              select_head, threads_for)
 from headstart.shared.runtime.cpus import idle_cpus, usable_cpus
 from headstart.shared.model.training import PhaseResult
 from headstart.shared.model.blas import blas_threads
 
 log = logging.getLogger(__name__)
 
+FIT_SPLITS = ("train", "valid")  # what the head is chosen and refitted on
+
+
+@dataclass(kw_only=True)
+class Choice:
+    """The chosen, refitted head and what calibration and scoring reuse from choosing it."""
+
+    selection: Selection
+    held_out: tuple[np.ndarray, np.ndarray]  # out-of-fold (probabilities, labels), plain views
+    pooled: dict[str, np.ndarray]  # plain-view pooled features (n, d) of the fit splits
+    seconds: float
+
+
+def choose(maps: dict[str, np.ndarray], labels: dict[str, np.ndarray], n_classes: int, *, seed: int,
+           class_weights: list[float] | None, label_smoothing: float,
+           threads: int | None = None) -> Choice:
+    """Choose and refit the head on the pooled maps ``(n, views, h, w, c)`` of the fit splits
+    present in ``maps`` (labels per split in ``labels``). ``threads``: BLAS threads (None: by
+    the rows and the CPUs idle now)."""
+    t0 = time.monotonic()
+    rows, ys, groups, plain, plain_pooled = [], [], [], [], {}
+    offset = 0
+    for name in (s for s in FIT_SPLITS if s in maps):
+        feats = pooled(maps[name])  # (n, views, d)
+        n, v = feats.shape[:2]
+        plain_pooled[name] = feats[:, 0]
+        rows.append(feats.reshape(n * v, -1))
+        ys.append(np.repeat(labels[name], v))
+        groups.append(np.repeat(np.arange(n) + offset, v))
+        plain.append(np.tile(np.arange(v) == 0, n))
+        offset += n
+    x, y, keep = np.concatenate(rows), np.concatenate(ys), np.concatenate(plain)
+    if threads is None:
+        idle = idle_cpus(0.1) if len(x) >= THREADED_ROWS else None  # only asked where it may thread
+        threads = threads_for(len(x), usable_cpus(), idle)
+    with blas_threads(threads):  # the bits do not depend on it
+        sel = select_head(x, y, n_classes, seed=seed, groups=np.concatenate(groups), eval_rows=keep,
+                          class_weights=class_weights, label_smoothing=label_smoothing)
+        # Calibration needs probabilities the head has not been fitted on: the chosen
+        # configuration's out-of-fold ones from the cross-validation (plain views), else
+        # (too few images to cross-validate) those of 2-fold heads of it.
+        held = sel.held_out
+        if held is None:
+            held = (cross_val_probs(x[keep], y[keep], n_classes, seed=seed, folds=sel.folds, c=sel.chosen.c,
+                                    steps=sel.chosen.steps, kind=sel.chosen.kind, width=sel.chosen.width),
+                    y[keep])
+    return Choice(selection=sel, held_out=held, pooled=plain_pooled, seconds=time.monotonic() - t0)
+
+
+def start_choice(maps: dict[str, np.ndarray], labels: dict[str, np.ndarray], n_classes: int, *,
+                 seed: int, class_weights: list[float] | None, label_smoothing: float) -> Future:
+    """:func:`choose` on a thread of its own, with one BLAS thread: the caller's backbone pass
+    keeps the cores busy meanwhile (a second BLAS thread would only contend with it)."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="head-choice")
+    try:
+        return pool.submit(choose, maps, labels, n_classes, seed=seed, class_weights=class_weights,
+                           label_smoothing=label_smoothing, threads=1)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its one task
+
 
 def selected_head(clf: Classifier, splits: dict[str, LoadedSplit], cfg, result,
-                  maps: dict[str, np.ndarray] | None = None) -> None:
-    """Fill ``result`` (features, selection, a one-point history) and give ``clf`` the chosen head.
+                  maps: dict[str, np.ndarray] | None = None, choice: Future | None = None) -> None:
+    """Fill ``result`` (pooled features and their scorer, selection, a one-point history) and
+    give ``clf`` the chosen head.
 
     ``maps``: the split's cached feature maps ``(n, views, h, w, c)`` when the caller already
-    ran the base (the train job streams decoding into it); else they are extracted here."""
+    ran the base (the train job streams decoding into it); else they are extracted here.
+    ``choice``: a :func:`start_choice` already running on those maps; else chosen here."""
     if maps is None:
         t0 = time.monotonic()
         maps = plain_features(clf, splits, cfg)
         result.timing["features_s"] = time.monotonic() - t0
-    result.features = {k: v[:, 0] for k, v in maps.items() if len(v)}
-    fit_on = [s for s in ("train", "valid") if s in maps]
-    rows, labels, groups, plain = [], [], [], []
-    offset = 0
-    for name in fit_on:
-        feats = pooled(maps[name])  # (n, views, d)
-        n, v = feats.shape[:2]
-        rows.append(feats.reshape(n * v, -1))
-        labels.append(np.repeat(splits[name].labels, v))
-        groups.append(np.repeat(np.arange(n) + offset, v))
-        plain.append(np.tile(np.arange(v) == 0, n))
-        offset += n
-    t1 = time.monotonic()
     n_classes = int(clf.head.output.shape[-1])
-    n_rows = sum(len(r) for r in rows)
-    idle = idle_cpus(0.1) if n_rows >= THREADED_ROWS else None  # only asked where it may thread
-    with blas_threads(threads_for(n_rows, usable_cpus(), idle)):  # the bits do not depend on it
-        sel = select_head(np.concatenate(rows), np.concatenate(labels), n_classes, seed=cfg.seed,
-                          groups=np.concatenate(groups),
-                          eval_rows=np.concatenate(plain), class_weights=cfg.class_weights,
-                          label_smoothing=cfg.label_smoothing)
-        # Calibration needs probabilities the head has not been fitted on: the chosen
-        # configuration's out-of-fold ones from the cross-validation (plain views), else
-        # (too few images to cross-validate) those of 2-fold heads of it.
-        result.held_out = sel.held_out
-        if result.held_out is None:
-            keep = np.concatenate(plain)
-            x, y = np.concatenate(rows)[keep], np.concatenate(labels)[keep]
-            result.held_out = (cross_val_probs(x, y, n_classes, seed=cfg.seed, folds=sel.folds, c=sel.chosen.c,
-                                               steps=sel.chosen.steps, kind=sel.chosen.kind,
-                                               width=sel.chosen.width), y)
-    seconds = time.monotonic() - t1
-    with_head(clf, keras_head(sel, n_classes))
+    t1 = time.monotonic()
+    if choice is None:
+        done = choose(maps, {k: splits[k].labels for k in FIT_SPLITS if k in maps}, n_classes, seed=cfg.seed,
+                      class_weights=cfg.class_weights, label_smoothing=cfg.label_smoothing)
+    else:
+        done = choice.result()
+    sel = done.selection
+    layers = keras_head(sel, n_classes)
+    with_head(clf, layers)
+    # Scored on pooled features: the head's layers after its global average pooling.
+    result.features = {k: done.pooled[k] if k in done.pooled else pooled(v)[:, 0]
+                       for k, v in maps.items() if len(v)}
+    result.scorer = _pooled_scorer(layers, int(next(iter(maps.values())).shape[-1]))
+    seconds = time.monotonic() - t1  # the head phase on the critical path (the wait, if overlapped)
+    result.held_out = done.held_out
     result.selection = sel
-    result.timing["selection_s"] = seconds
+    result.timing["selection_s"] = done.seconds
     result.phase_starts["head"] = 0
     result.history = {"loss": list(sel.history)}
+    n_fit = sum(len(done.pooled[k]) for k in done.pooled)
     result.phases["head"] = PhaseResult({"loss": list(sel.history)}, len(sel.history), False, seconds,
-                                        offset / seconds if seconds > 0 else 0.0)
+                                        n_fit / done.seconds if done.seconds > 0 else 0.0)
+
+
+def _pooled_scorer(layers: list, width: int):
+    """The head without its pooling layer, over pooled features ``(n, width)`` (shared layers)."""
+    import keras
+
+    inp = keras.Input((width,), name="pooled")
+    x = inp
+    for layer in layers[1:]:
+        x = layer(x)
+    return keras.Model(inp, x, name="pooled_head")
 
 
 def plain_features(clf: Classifier, splits: dict[str, LoadedSplit], cfg) -> dict[str, np.ndarray]:

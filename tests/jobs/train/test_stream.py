@@ -165,3 +165,31 @@ def test_blas_threads_sets_and_restores():
     with blas_threads(1):
         assert [get() for get, _ in libs] == [1] * len(libs)
     assert [get() for get, _ in libs] == before
+
+
+@pytest.mark.parametrize("test_fraction", [0.25, 0.0])
+def test_the_head_choice_starts_once_the_fit_splits_are_cached(shapes_dataset, tmp_path, test_fraction):
+    from headstart.jobs.train.spec import TrainSpec
+    from headstart.jobs.train.stage import Clock, start_decode, streamed_pass
+    from headstart.shared.model.selection_step import choose
+
+    index = discover(shapes_dataset, SplitConfig.from_spec(TrainSpec(
+        dataset=shapes_dataset, out="unused", test_fraction=test_fraction)))
+    spec = SimpleNamespace(**vars(_spec(shapes_dataset, tmp_path)), class_weights=None, label_smoothing=0.0)
+    source = start_decode(spec, index, SIZE)
+    try:
+        splits, maps, choice = streamed_pass(spec, index, _clf(), source, SIZE, Clock())
+    finally:
+        source.close()
+    if "test" not in index.splits:  # nothing left to overlap: the recipe chooses after the pass
+        assert choice is None
+        return
+    assert list(splits) == list(index.splits) and choice is not None
+    got = choice.result(timeout=60)
+    fit = {k: maps[k] for k in ("train", "valid")}
+    want = choose(fit, {k: splits[k].labels for k in fit}, 4, seed=spec.seed, class_weights=None,
+                  label_smoothing=0.0)
+    assert got.selection.chosen == want.selection.chosen and got.selection.table == want.selection.table
+    for a, b in zip(got.selection.weights, want.selection.weights):
+        np.testing.assert_array_equal(a, b)
+    assert set(got.pooled) == {"train", "valid"}

@@ -224,3 +224,13 @@ def test_predict_arrays_batches_match_one_call(classifier):
                                atol=1e-5)
     empty = predict_arrays(classifier.model, data[:0])
     assert empty.shape == (0, 3)
+
+
+def test_compiled_call_casts_in_the_graph_to_the_same_bits(classifier):
+    from headstart.shared.model.features import compiled_call
+
+    data = images(6, seed=2).astype(np.float32)
+    f32 = np.asarray(compiled_call(classifier.extractor)(data))
+    f16 = np.asarray(compiled_call(classifier.extractor, dtype="float16")(data))
+    assert f32.dtype == np.float32 and f16.dtype == np.float16
+    np.testing.assert_array_equal(f16.view(np.uint16), f32.astype(np.float16).view(np.uint16))
