@@ -82,13 +82,19 @@ def extract_features(extractor: keras.Model, images: np.ndarray, batch_size: int
 def extract_batches(extractor: keras.Model, batches: Iterable[np.ndarray], total: int,
                     batch_size: int, desc: str, views: int = 1,
                     augment: keras.Sequential | None = None, cache_dir: str | None = None,
-                    jit: bool = False, memmap: bool = False) -> np.ndarray:
+                    jit: bool = False, memmap: bool = False, pool: bool = False) -> np.ndarray:
     """:func:`extract_features` over image batches as they come (a decoding stream): at most
     ``total`` images; the result is cut to the images that came. Batches of
     ``extract_batch(extractor, batch_size)`` images give exactly the array version's features.
-    ``memmap``: the cache goes to a memory-mapped file whatever its size (flat RSS)."""
-    out_shape = tuple(int(d) for d in extractor.output.shape[1:])
-    feats = allocate((total, views, *out_shape), np.float16, cache_dir, "features", memmap=memmap)
+    ``memmap``: the cache goes to a memory-mapped file whatever its size (flat RSS).
+    ``pool``: keep only the global average of each map, as float32 ``(n, views, 1, 1, c)``
+    (a 1x1 map pools to itself): the same bits as pooling the float16 maps afterwards
+    (``selection.pooled``), in h x w times less cache, for heads that start with the pooling."""
+    shape = tuple(int(d) for d in extractor.output.shape[1:])
+    if pool:
+        shape = (1,) * (len(shape) - 1) + shape[-1:]
+    feats = allocate((total, views, *shape), np.float32 if pool else np.float16, cache_dir, "features",
+                     memmap=memmap)
     batch_size = extract_batch(extractor, batch_size)
     predict = compiled_call(extractor, jit=jit, dtype="float16")
     progress = Progress(total * views, desc, "img", log)
@@ -100,6 +106,8 @@ def extract_batches(extractor: keras.Model, batches: Iterable[np.ndarray], total
             if jit and len(x) < batch_size:  # one compiled shape: pad, then drop the padding
                 x = np.concatenate([x, np.zeros((batch_size - len(x), *x.shape[1:]), x.dtype)])
             out = np.asarray(predict(x))[:len(batch)]
+            if pool:  # the float16 maps' means in float32, as selection.pooled takes them
+                out = out.astype(np.float32).mean(axis=tuple(range(1, out.ndim - 1)), keepdims=True)
             feats[start:start + len(batch), v] = out
             progress.update(len(batch))
         start += len(batch)
