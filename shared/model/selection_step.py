@@ -12,8 +12,9 @@ choice's bits do not depend on its BLAS threads.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,13 +82,22 @@ def choose(maps: dict[str, np.ndarray], labels: dict[str, np.ndarray], n_classes
 def start_choice(maps: dict[str, np.ndarray], labels: dict[str, np.ndarray], n_classes: int, *,
                  seed: int, class_weights: list[float] | None, label_smoothing: float) -> Future:
     """:func:`choose` on a thread of its own, with one BLAS thread: the caller's backbone pass
-    keeps the cores busy meanwhile (a second BLAS thread would only contend with it)."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="head-choice")
-    try:
-        return pool.submit(choose, maps, labels, n_classes, seed=seed, class_weights=class_weights,
-                           label_smoothing=label_smoothing, threads=1)
-    finally:
-        pool.shutdown(wait=False)  # the thread ends with its one task
+    keeps the cores busy meanwhile (a second BLAS thread would only contend with it). A daemon
+    thread: a run stopped meanwhile exits at once instead of finishing a choice it will not use
+    (the choice writes nothing)."""
+    future: Future = Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(choose(maps, labels, n_classes, seed=seed, class_weights=class_weights,
+                                     label_smoothing=label_smoothing, threads=1))
+        except BaseException as exc:  # noqa: BLE001 - raised where the head phase waits for it
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="head-choice", daemon=True).start()
+    return future
 
 
 def selected_head(clf: Classifier, splits: dict[str, LoadedSplit], cfg, result,

@@ -54,11 +54,12 @@ def test_the_choice_started_beside_the_pass_is_the_inline_choice(data, monkeypat
     inline_clf, inline = _clf(), RecipeResult()
     selection_step.selected_head(inline_clf, splits, _cfg(), inline, maps)
 
-    threads: list[tuple[str, int | None]] = []
+    threads: list[tuple[str, bool, int | None]] = []
     real = selection_step.choose
 
     def spy(*args, **kwargs):
-        threads.append((threading.current_thread().name, kwargs.get("threads")))
+        me = threading.current_thread()
+        threads.append((me.name, me.daemon, kwargs.get("threads")))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(selection_step, "choose", spy)
@@ -68,7 +69,8 @@ def test_the_choice_started_beside_the_pass_is_the_inline_choice(data, monkeypat
     early_clf, early = _clf(), RecipeResult()
     selection_step.selected_head(early_clf, splits, _cfg(), early, maps, future)
 
-    assert len(threads) == 1 and threads[0][0].startswith("head-choice") and threads[0][1] == 1
+    # its own thread, one BLAS thread, a daemon (a stopped run does not wait for it)
+    assert threads == [("head-choice", True, 1)]
     assert early.selection.chosen == inline.selection.chosen
     assert early.selection.table == inline.selection.table
     for a, b in zip(early.selection.weights, inline.selection.weights):
