@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -73,6 +74,20 @@ class Clock:
         """Record when (``time.time()``) something happened, as seconds after the job started."""
         if wall is not None:
             self.stages[name] = wall - self.started_wall
+
+
+def import_outputs_in_background() -> None:
+    """Import what the outputs need (plots: matplotlib, ~0.3 s here) on a daemon thread while
+    the base runs, off the critical path: the command's Keras import leaves matplotlib out
+    (``headstart.shared.runtime.quickstart``), and the base's ops leave the interpreter free."""
+
+    def load() -> None:
+        try:
+            import headstart.jobs.train.outputs  # noqa: F401 - imported for its side effect
+        except Exception:  # noqa: BLE001 - imported again where used, which raises it there
+            log.debug("background import of the outputs failed", exc_info=True)
+
+    threading.Thread(target=load, name="import-outputs", daemon=True).start()
 
 
 def start_decode(spec: Any, index: DatasetIndex, size: int) -> Prefetch:

@@ -15,7 +15,7 @@ from headstart.shared.data.datasets import DatasetIndex, SplitConfig, check_labe
 from headstart.shared.runtime import preflight
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.data.loading import Prefetch, load_split
-from headstart.jobs.train.stage import Clock, start_decode, streamed_pass, streams
+from headstart.jobs.train.stage import Clock, import_outputs_in_background, start_decode, streamed_pass, streams
 from headstart.shared.storage.manifest import RunOutput, is_published
 from headstart.shared.runtime.stop import STOP
 from headstart.shared.runtime.summary import Summary
@@ -164,6 +164,7 @@ def train(spec: TrainSpec) -> Summary:
 
             use_cached(clf, spec, splits)
         elif source is not None and streams(spec):
+            import_outputs_in_background()
             splits, maps, choice = streamed_pass(spec, index, clf, source, size, clock)
         else:
             t0 = time.monotonic()

@@ -1,13 +1,15 @@
-"""Keep the ``headstart`` command's Keras import from loading scikit-learn and pandas.
+"""Keep the ``headstart`` command's Keras import from loading scikit-learn, pandas and matplotlib.
 
 Keras 3 imports scikit-learn at start-up when it is installed, for its ``keras.wrappers``
-estimators (``SKLearnClassifier``), and pandas, to accept DataFrames in ``fit``; no Headstart
-job uses either: 0.5-1.9 s and 0.37 s of a 3-10 s import on these 2 cores (``python -X
-importtime -c "import keras"``), paid by every job that loads a model. The console script
-(:func:`headstart.shared.runtime.cli.console`) installs a one-shot import hook: while
-``keras`` itself is being executed, both read as not installed, so Keras takes its own
-fallbacks (its wrappers say "scikit-learn is not installed" if called; a DataFrame is not an
-array to it); right after, both import normally (the audit's cleanlab needs them).
+estimators (``SKLearnClassifier``), pandas, to accept DataFrames in ``fit``, and
+``matplotlib.pyplot``, for ``keras.visualization``'s galleries; no Headstart job uses any of
+them through Keras: 0.5-1.9 s, 0.37 s and 0.32 s of a 2.2-10 s import on these 2 cores
+(``python -X importtime -c "import keras"``), paid by every job that loads a model. The
+console script (:func:`headstart.shared.runtime.cli.console`) installs a one-shot import hook:
+while ``keras`` itself is being executed, they read as not installed, so Keras takes its own
+fallbacks (its wrappers and galleries say what is not installed if called; a DataFrame is not
+an array to it); right after, they import normally (the audit's cleanlab needs the first two,
+the reports matplotlib; the train job imports its plots on a thread during the backbone pass).
 Only the command does this: code importing :mod:`headstart` as a library keeps Keras whole.
 """
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 from types import ModuleType
 from typing import Any, Sequence
 
-BLOCKED = ("sklearn", "pandas")
+BLOCKED = ("sklearn", "pandas", "matplotlib")
 
 
 class _KerasWithoutSklearn(importlib.abc.MetaPathFinder):
