@@ -72,6 +72,7 @@ def _synthetic_shards(root: str, dataset: str, n: int, net: dict, digest: str, s
     """``shards`` feature shards of ``n`` rows (5 labels, the backbone's channels, 70/15/15 split)."""
     from headstart.shared.model.featureshards import ShardWriter
     from headstart.shared.data.datasets import Item
+    from headstart.shared.data.modelinput import preprocessing_tag
     from headstart.shared.storage.manifest import RunOutput
     from headstart.shared.storage.store import open_store
 
@@ -84,7 +85,7 @@ def _synthetic_shards(root: str, dataset: str, n: int, net: dict, digest: str, s
     out = f"{root}/shards-{n}"
     meta = {"dataset": open_store(dataset).uri, "labels": labels, "layout": "flat",
             "backbone": net["backbone"], "image_size": net["size"], "weights": net["weights"],
-            "preprocess": net["preprocess"],
+            "preprocess": net["preprocess"], "resize": preprocessing_tag(),  # what the features job records
             "digest": digest, "fingerprint": "synthetic", "shard_count": shards, "valid_fraction": 0.15,
             "test_fraction": 0.15, "seed": 1337, "max_per_label": None, "min_per_label": 2,
             "min_side": 8, "max_pixels": 89478485}
