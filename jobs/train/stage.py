@@ -158,11 +158,10 @@ def streamed_pass(spec: Any, index: DatasetIndex, clf: Any, source: Prefetch, si
         splits[name] = split
         if len(feats):
             maps[name] = feats
-        if choice is None and len(splits) < len(index.splits) and all(n in splits for n in fit_on) \
-                and "train" in maps:
-            choice = start_choice({k: maps[k] for k in fit_on if k in maps},
-                                  {k: splits[k].labels for k in fit_on if k in maps}, len(index.labels),
-                                  seed=spec.seed, class_weights=class_weight_list(spec.class_weights, index.labels),
+        if choice is None and set(fit_on) <= set(splits) < set(index.splits) and "train" in maps:
+            fit = {k: maps[k] for k in fit_on if k in maps}
+            choice = start_choice(fit, {k: splits[k].labels for k in fit}, len(index.labels), seed=spec.seed,
+                                  class_weights=class_weight_list(spec.class_weights, index.labels),
                                   label_smoothing=spec.label_smoothing)
     wall = time.monotonic() - t0
     # Overlapped: the base's share is the wall minus the waits for decoded batches.
