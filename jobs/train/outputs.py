@@ -112,13 +112,12 @@ def write_outputs(run: TrainRun, clf: Classifier, result: RecipeResult) -> Summa
     metrics = split_metrics(clf, splits, result, index.labels, spec.batch_size, split_probs)
     head = result.phases.get("head")
     n_train = len(splits["train"])
-    seconds = time.monotonic() - run.started
     metrics_doc = {
         "splits": metrics,
         "best_epoch": {k: p.best_epoch for k, p in result.phases.items()},
         "stopped_early": {k: p.stopped_early for k, p in result.phases.items()},
         "path": "fast" if spec.fast_path else "slow",
-        "timing": _timing(run, result, seconds),
+        "timing": _timing(run, result),
         "head_images_per_s": head.images_per_second if head else None,
         "counts": {name: len(s) for name, s in splits.items()},
         "skipped": sum(len(s.skipped) for s in splits.values()),
@@ -138,6 +137,7 @@ def write_outputs(run: TrainRun, clf: Classifier, result: RecipeResult) -> Summa
     out.write_bytes(CURVES_FILE, curves)
     # Scoring, calibration, model, curves: the outputs' cost up to here (the rest is small text).
     metrics_doc["timing"]["outputs_s"] = time.monotonic() - t_outputs
+    metrics_doc["timing"]["total_s"] = time.monotonic() - run.started  # the outputs included
     out.write_json(METRICS_FILE, metrics_doc)
     out.write_text(SPEC_FILE, spec.to_yaml() + _selection_comment(result))
     out.write_text(SKIPPED_FILE, skipped_csv({name: s.skipped for name, s in splits.items()}))
@@ -150,21 +150,21 @@ def write_outputs(run: TrainRun, clf: Classifier, result: RecipeResult) -> Summa
     in_sample = {"train", "valid"} if result.selection is not None else {"train"}
     summary = ", ".join(f"{k} acc={v['accuracy']:.3f}{' (in-sample)' if k in in_sample else ''}"
                         for k, v in metrics.items())
-    log.info("trained %s on %d images in %.1fs: %s -> %s", spec.backbone, n_train, seconds,
+    log.info("trained %s on %d images in %.1fs: %s -> %s", spec.backbone, n_train, metrics_doc["timing"]["total_s"],
              summary, out.uri)
     return run_summary(out.uri, {k: v["accuracy"] for k, v in metrics.items()})
 
 
-def _timing(run: TrainRun, result: RecipeResult, total: float) -> dict[str, float]:
+def _timing(run: TrainRun, result: RecipeResult) -> dict[str, float]:
     """metrics.json ``timing``: decode, the base's pass, each phase, the run's own stamps
-    (import, build, first decoded image after the command started; see jobs.train.stage)."""
+    (import, build, first decoded image after the command started; see jobs.train.stage);
+    ``outputs_s`` and ``total_s`` are added once the outputs are written."""
     timing = {"decode_s": run.decode_s, "features_s": result.timing.get("features_s", 0.0)}
     if run.clock is not None:
         timing.update(run.clock.stages)
     if "selection_s" in result.timing:
         timing["selection_s"] = result.timing["selection_s"]
     timing.update({f"{k}_s": p.seconds for k, p in result.phases.items()})
-    timing["total_s"] = total
     return timing
 
 

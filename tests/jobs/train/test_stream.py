@@ -146,6 +146,8 @@ def test_train_run_records_its_stage_timing(trained_run):
     assert timing["first_image_s"] < timing["total_s"]
     # decode and the base's pass overlap: together they are the stage's wall, inside the total
     assert timing["decode_s"] + timing["features_s"] < timing["total_s"]
+    # the outputs come after the pass, inside the total too
+    assert timing["decode_s"] + timing["features_s"] + timing["outputs_s"] < timing["total_s"]
 
 
 def test_forced_memmap_leaves_no_file_behind(tmp_path):
