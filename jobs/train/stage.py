@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from headstart.shared.data.datasets import DatasetIndex
+from headstart.shared.data.datasets import DatasetIndex, class_weight_list
 from headstart.shared.data.loading import LoadedSplit, Prefetch, stream_split
 from headstart.shared.storage.store import open_store
 
@@ -146,7 +146,6 @@ def streamed_pass(spec: Any, index: DatasetIndex, clf: Any, source: Prefetch, si
     own while the base runs over the rest (the test split): the returned future, or None
     when nothing was left to overlap (the recipe then chooses after the pass)."""
     from headstart.shared.model.selection_step import FIT_SPLITS, start_choice
-    from headstart.shared.model.training import class_weight_list
 
     t0 = time.monotonic()
     waits = _Waits()

@@ -11,7 +11,7 @@ import numpy as np
 
 from headstart.jobs.train.run import TrainRun
 from headstart.jobs.train.spec import TrainSpec
-from headstart.shared.data.datasets import DatasetIndex, SplitConfig, check_label_sizes, discover
+from headstart.shared.data.datasets import DatasetIndex, SplitConfig, check_label_sizes, class_weight_list, discover
 from headstart.shared.runtime import preflight
 from headstart.shared.runtime.errors import UserError
 from headstart.shared.data.loading import Prefetch, load_split
@@ -74,6 +74,7 @@ def _index(spec: TrainSpec):
         from headstart.shared.audit.keeplist import apply_exclude
 
         index = apply_exclude(index, spec.exclude)
+    class_weight_list(spec.class_weights, index.labels)  # an unknown label: exit 2 before decoding
     return index
 
 
@@ -134,6 +135,7 @@ def train(spec: TrainSpec) -> Summary:
         preflight.check_backbone(spec.backbone, spec.weights, size, build=False)
         t0 = time.monotonic()
         spec, index, splits = load_cached(spec, size)
+        class_weight_list(spec.class_weights, index.labels)
         clock.add("shards_s", time.monotonic() - t0)
     elif not spec.auto:  # auto checks each candidate's weights itself
         # Cheap checks only: the build below proves the weights fit (once, not twice).
@@ -190,7 +192,6 @@ def _fit_and_write(run: TrainRun, clf, strategy, maps, choice=None) -> Summary:
     """Run the recipe (resuming from checkpoints) on the built classifier, write the outputs."""
     from headstart.shared.model import recipe
     from headstart.shared.model.checkpoints import CheckpointStore
-    from headstart.shared.model.training import class_weight_list
 
     spec, out, fp, index = run.spec, run.out, run.fingerprint, run.index
     ckpt = CheckpointStore(out.store, fp)

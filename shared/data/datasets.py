@@ -234,3 +234,16 @@ def discover(uri: str, config: SplitConfig = SplitConfig()) -> DatasetIndex:
     log.info("dataset %s (%s layout): %d labels, %s", store.uri, layout, len(labels),
              ", ".join(f"{s}={len(v)}" for s, v in splits.items()))
     return index
+
+
+def class_weight_list(weights: dict[str, float] | None, labels: list[str]) -> list[float] | None:
+    """Per-index loss weights from a ``label -> weight`` mapping (unlisted labels weigh 1); a
+    label the dataset does not have is a user error (checked once the labels are known, before
+    any image is decoded)."""
+    if not weights:
+        return None
+    unknown = sorted(set(weights) - set(labels))
+    if unknown:
+        raise UserError(f"`class_weights` names labels not in the dataset: {unknown}; labels are "
+                        f"{labels}. Received: class_weights={weights}")
+    return [float(weights.get(label, 1.0)) for label in labels]

@@ -81,19 +81,6 @@ def _log_epoch(cfg: PhaseConfig, epoch: int, logs: dict[str, float], rate: float
     log.info("[%s] epoch %d/%d %s %.0f img/s%s", cfg.name, epoch, cfg.epochs, parts, rate, note)
 
 
-def class_weight_list(weights: dict[str, float] | None, labels: list[str]) -> list[float] | None:
-    """Per-index loss weights from a ``label -> weight`` mapping (unlisted labels weigh 1)."""
-    if not weights:
-        return None
-    unknown = sorted(set(weights) - set(labels))
-    if unknown:
-        from headstart.shared.runtime.errors import UserError
-
-        raise UserError(f"`class_weights` names labels not in the dataset: {unknown}; labels are "
-                        f"{labels}. Received: class_weights={weights}")
-    return [float(weights.get(label, 1.0)) for label in labels]
-
-
 def _chunks(train: ArrayBatches, class_weights: list[float] | None, first: int):
     """Consecutive same-shape batches from ``first`` on, grouped up to ``CHUNK_BYTES``."""
     weights = None if class_weights is None else np.asarray(class_weights, "float32")

@@ -86,3 +86,17 @@ def test_weights_for_another_architecture(shapes_dataset: str, tmp_path: Path) -
 def test_missing_weights_file(shapes_dataset: str, tmp_path: Path) -> None:
     _expect_user_error([shapes_dataset, "--backbone", "mobilenet_v2", "--image-size", "32",
                         "--weights", str(tmp_path / "gone.weights.h5")], tmp_path / "out", "not found")
+
+
+def test_unknown_class_weight_label_fails_before_the_model_is_built(shapes_dataset: str, tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    # The labels are known once the dataset is listed: no import, build or backbone pass first.
+    from headstart.jobs.train import workflow
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the model was built before the class weights were checked")
+
+    monkeypatch.setattr(workflow, "_build", no_build)
+    message = _expect_user_error([shapes_dataset, *TINY, "--class-weights", "dog=2"], tmp_path / "out",
+                                 "dog", "class_weights")
+    assert "labels are" in message

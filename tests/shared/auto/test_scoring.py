@@ -155,7 +155,7 @@ def test_lr_range_test_suggests_a_rate_in_range() -> None:
 
 
 def test_class_weight_list() -> None:
-    from headstart.shared.model.training import class_weight_list
+    from headstart.shared.data.datasets import class_weight_list
 
     assert class_weight_list(None, ["a", "b"]) is None
     assert class_weight_list({"b": 3.0}, ["a", "b"]) == [1.0, 3.0]
