@@ -106,8 +106,9 @@ def selected_head(clf: Classifier, splits: dict[str, LoadedSplit], cfg, result,
     give ``clf`` the chosen head.
 
     ``maps``: the split's cached feature maps ``(n, views, h, w, c)`` when the caller already
-    ran the base (the train job streams decoding into it); else they are extracted here.
-    ``choice``: a :func:`start_choice` already running on those maps; else chosen here."""
+    ran the base (the train job streams decoding into it and keeps them pooled, h = w = 1);
+    else they are extracted here. ``choice``: a :func:`start_choice` already running on those
+    maps; else chosen here."""
     if maps is None:
         t0 = time.monotonic()
         maps = plain_features(clf, splits, cfg)
