@@ -112,3 +112,11 @@ def with_head(clf: Classifier, layers: list[keras.layers.Layer]) -> None:
     clf.model = keras.Model(raw, _apply(layers, x), name=clf.model.name)
     feat_in = keras.Input(tuple(clf.extractor.output.shape[1:]), name="features")
     clf.head = keras.Model(feat_in, _apply(layers, feat_in), name="head")
+
+
+
+def after_pooling(layers: list[keras.layers.Layer], channels: int) -> keras.Model:
+    """A head's ``layers`` without the first (its global average pooling), as a model over
+    pooled features ``(n, channels)``: scores cached pooled features (shares the layers)."""
+    inp = keras.Input((channels,), name="pooled")
+    return keras.Model(inp, _apply(layers[1:], inp), name="pooled_head")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from headstart.shared.data.loading import LoadedSplit
-from headstart.shared.model.classifier import Classifier, with_head
+from headstart.shared.model.classifier import Classifier, after_pooling, with_head
 from headstart.shared.model.features import augmenter, extract_features
 from headstart.shared.model.selection import (THREADED_ROWS, Selection, cross_val_probs, keras_head, pooled,
                                               select_head, threads_for)
@@ -126,7 +126,7 @@ def selected_head(clf: Classifier, splits: dict[str, LoadedSplit], cfg, result,
     # Scored on pooled features: the head's layers after its global average pooling.
     result.features = {k: done.pooled[k] if k in done.pooled else pooled(v)[:, 0]
                        for k, v in maps.items() if len(v)}
-    result.scorer = _pooled_scorer(layers, int(next(iter(maps.values())).shape[-1]))
+    result.scorer = after_pooling(layers, int(clf.extractor.output.shape[-1]))
     seconds = time.monotonic() - t1  # the head phase on the critical path (the wait, if overlapped)
     result.held_out = done.held_out
     result.selection = sel
@@ -136,17 +136,6 @@ def selected_head(clf: Classifier, splits: dict[str, LoadedSplit], cfg, result,
     n_fit = sum(len(done.pooled[k]) for k in done.pooled)
     result.phases["head"] = PhaseResult({"loss": list(sel.history)}, len(sel.history), False, seconds,
                                         n_fit / done.seconds if done.seconds > 0 else 0.0)
-
-
-def _pooled_scorer(layers: list, width: int):
-    """The head without its pooling layer, over pooled features ``(n, width)`` (shared layers)."""
-    import keras
-
-    inp = keras.Input((width,), name="pooled")
-    x = inp
-    for layer in layers[1:]:
-        x = layer(x)
-    return keras.Model(inp, x, name="pooled_head")
 
 
 def plain_features(clf: Classifier, splits: dict[str, LoadedSplit], cfg) -> dict[str, np.ndarray]:
